@@ -1,0 +1,99 @@
+"""Bearer-token decoding and the rule of who may see which household."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from contextvars import ContextVar
+
+import jwt
+
+from statistics_manager_service.exception_handling_utils.errors import (
+    FORBIDDEN,
+    INVALID_TOKEN,
+    Forbidden,
+    Unauthorized,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ROLE = "service"
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who is calling: a household user, another service, or an anonymous internal caller."""
+
+    user_id: str | None
+    is_service: bool = False
+    is_anonymous: bool = False
+
+    @property
+    def reads_everything(self) -> bool:
+        """Tell whether this caller may read any household."""
+        return self.is_service or self.is_anonymous
+
+
+ANONYMOUS_INTERNAL = Principal(user_id=None, is_anonymous=True)
+
+_current_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+def decode_bearer(
+    authorization: str | None, *, sign_key: str, algorithm: str, allow_anonymous: bool
+) -> Principal:
+    """Turn an Authorization header into a Principal; raise Unauthorized when it is not valid."""
+    if not authorization:
+        if allow_anonymous:
+            return ANONYMOUS_INTERNAL
+        raise Unauthorized(INVALID_TOKEN)
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(INVALID_TOKEN)
+    try:
+        # Pinning the one configured algorithm rejects `alg: none` and algorithm swaps.
+        claims = jwt.decode(
+            token.strip(),
+            sign_key,
+            algorithms=[algorithm],
+            options={"require": ["exp"]},
+            leeway=30,
+        )
+    except jwt.PyJWTError as error:
+        logger.info("rejected bearer token: %s", error)
+        raise Unauthorized(INVALID_TOKEN) from None
+    if claims.get("role") == SERVICE_ROLE:
+        return Principal(user_id=None, is_service=True)
+    subject = claims.get("sub") or claims.get("user_id")
+    if not isinstance(subject, str) or not subject:
+        logger.info("rejected bearer token without a subject")
+        raise Unauthorized(INVALID_TOKEN)
+    return Principal(user_id=subject)
+
+
+def set_current_principal(principal: Principal | None) -> None:
+    """Remember the caller of the request being served."""
+    _current_principal.set(principal)
+
+
+def current_principal() -> Principal:
+    """Return the caller of the request being served."""
+    principal = _current_principal.get()
+    if principal is None:
+        raise Unauthorized(INVALID_TOKEN)
+    return principal
+
+
+def authorize_users(principal: Principal, user_ids: Iterable[str]) -> None:
+    """Raise Forbidden unless the caller may read every one of `user_ids`."""
+    if principal.reads_everything:
+        return
+    if any(user_id != principal.user_id for user_id in user_ids):
+        raise Forbidden(FORBIDDEN)
+
+
+def require_service(principal: Principal) -> None:
+    """Raise Forbidden unless the caller is a service (or an allowed anonymous internal call)."""
+    if not principal.reads_everything:
+        raise Forbidden(FORBIDDEN)

@@ -1,0 +1,191 @@
+"""One typed Settings object, read from the environment once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_JWT_SIGN_KEY = "change-me-statistics-manager-development-key"
+DEFAULT_DATABASE_URL = "sqlite:///./statistics.db"
+SUPPORTED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+ROLES = ("all", "api", "worker")
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing, malformed or unsafe."""
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines of a .env file; the real environment wins over it."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.removeprefix("export ").strip()
+        values[key] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+
+
+def _parse_int(name: str, value: str, minimum: int, maximum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigurationError(f"{name} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _parse_float(name: str, value: str, minimum: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; build with `Settings.from_env()` or directly in tests."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = 10
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic_prefix: str = "hems."
+    kafka_group_id: str = "statistics-manager"
+    kafka_session_timeout_ms: int = 45_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_max_poll_records: int = 500
+    kafka_max_poll_interval_ms: int = 300_000
+    jwt_sign_key: str = DEFAULT_JWT_SIGN_KEY
+    jwt_sign_algorithm: str = "HS512"
+    allow_anonymous_internal: bool = False
+    default_timezone: str = "Europe/Lisbon"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    web_workers: int = 0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    tariffs_file: str | None = None
+    forecast_api_url: str | None = None
+    forecast_api_timeout_s: float = 5.0
+    run_migrations_on_start: bool = True
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Tell whether the database is the embedded SQLite one."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def kafka_enabled(self) -> bool:
+        """Tell whether a broker is configured (no broker: no consumer and no relay)."""
+        return bool(self.kafka_bootstrap_servers)
+
+    def topic(self, name: str) -> str:
+        """Return the full topic name for a short name like `meter-readings`."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def effective_web_workers(self) -> int:
+        """Return how many server processes to run: one per core unless set."""
+        if self.web_workers > 0:
+            return self.web_workers
+        return max(1, os.cpu_count() or 1)
+
+    def validate(self) -> Settings:
+        """Check cross-field rules; return self so calls chain."""
+        if self.jwt_sign_algorithm not in SUPPORTED_JWT_ALGORITHMS:
+            raise ConfigurationError(
+                f"JWT_SIGN_ALGORITHM must be one of {', '.join(SUPPORTED_JWT_ALGORITHMS)}, "
+                f"got {self.jwt_sign_algorithm!r}"
+            )
+        if not self.is_sqlite and self.jwt_sign_key == DEFAULT_JWT_SIGN_KEY:
+            raise ConfigurationError(
+                "JWT_SIGN_KEY is the development default; set a secret key before using "
+                "a server database"
+            )
+        if len(self.jwt_sign_key) < 16:
+            raise ConfigurationError("JWT_SIGN_KEY must be at least 16 characters long")
+        try:
+            ZoneInfo(self.default_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                f"DEFAULT_TIMEZONE is not a known IANA time zone: {self.default_timezone!r}"
+            ) from None
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
+            raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
+        return self
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")
+    ) -> Settings:
+        """Read the settings from the environment (and a .env file beneath it)."""
+        env: dict[str, str] = _read_dotenv(dotenv_path) if dotenv_path else {}
+        env.update(os.environ if environ is None else environ)
+
+        def text(name: str, default: str | None) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else default
+
+        defaults = cls()
+        settings = cls(
+            database_url=text("DATABASE_URL", defaults.database_url) or defaults.database_url,
+            database_pool_size=_parse_int(
+                "DATABASE_POOL_SIZE", text("DATABASE_POOL_SIZE", "10") or "10", 1, 200
+            ),
+            kafka_bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", None),
+            kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),
+            kafka_group_id=text("KAFKA_GROUP_ID", defaults.kafka_group_id) or "",
+            kafka_session_timeout_ms=_parse_int(
+                "KAFKA_SESSION_TIMEOUT_MS", text("KAFKA_SESSION_TIMEOUT_MS", "45000") or "", 1000, 3_600_000
+            ),
+            kafka_heartbeat_interval_ms=_parse_int(
+                "KAFKA_HEARTBEAT_INTERVAL_MS", text("KAFKA_HEARTBEAT_INTERVAL_MS", "3000") or "", 100, 600_000
+            ),
+            kafka_max_poll_records=_parse_int(
+                "KAFKA_MAX_POLL_RECORDS", text("KAFKA_MAX_POLL_RECORDS", "500") or "", 1, 100_000
+            ),
+            kafka_max_poll_interval_ms=_parse_int(
+                "KAFKA_MAX_POLL_INTERVAL_MS", text("KAFKA_MAX_POLL_INTERVAL_MS", "300000") or "", 1000, 3_600_000
+            ),
+            jwt_sign_key=text("JWT_SIGN_KEY", defaults.jwt_sign_key) or "",
+            jwt_sign_algorithm=(text("JWT_SIGN_ALGORITHM", defaults.jwt_sign_algorithm) or "").upper(),
+            allow_anonymous_internal=_parse_bool(
+                "ALLOW_ANONYMOUS_INTERNAL", env.get("ALLOW_ANONYMOUS_INTERNAL", "false")
+            ),
+            default_timezone=text("DEFAULT_TIMEZONE", defaults.default_timezone) or "",
+            host=text("HOST", defaults.host) or "",
+            port=_parse_int("PORT", text("PORT", "8080") or "", 1, 65535),
+            web_workers=_parse_int("WEB_WORKERS", text("WEB_WORKERS", "0") or "", 0, 64),
+            log_level=(text("LOG_LEVEL", defaults.log_level) or "").upper(),
+            log_format=(text("LOG_FORMAT", defaults.log_format) or "").lower(),
+            tariffs_file=text("TARIFFS_FILE", None),
+            forecast_api_url=text("FORECAST_API_URL", None),
+            forecast_api_timeout_s=_parse_float(
+                "FORECAST_API_TIMEOUT_S", text("FORECAST_API_TIMEOUT_S", "5") or "", 0.1
+            ),
+            run_migrations_on_start=_parse_bool(
+                "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
+            ),
+        )
+        return settings.validate()

@@ -1,0 +1,57 @@
+"""Domain exceptions: each knows the HTTP status and the message a client may see."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error whose message is safe to show to a client."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    """The request is malformed; the message names the parameter."""
+
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    """No valid credentials were presented."""
+
+    status = 401
+
+
+class Forbidden(ServiceError):
+    """The credentials are valid but do not grant access to what was asked."""
+
+    status = 403
+
+
+class NotFound(ServiceError):
+    """The thing asked for does not exist."""
+
+    status = 404
+
+
+class UserNotFound(NotFound):
+    """A user the service has never seen, or has erased."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f'user with id "{user_id}" not found')
+        self.user_id = user_id
+
+
+class Unavailable(ServiceError):
+    """A dependency (database, broker) is unavailable; try again later."""
+
+    status = 503
+
+
+MISSING_CORRELATION_ID = "missing X-Correlation-ID header"
+INVALID_TOKEN = "error in authorization token"
+FORBIDDEN = "you are not authorized to access this information"
+INTERNAL_ERROR = "internal server error"

@@ -1,0 +1,187 @@
+"""ORM tables. Instants are epoch seconds (UTC) in BIGINT columns, as Home Assistant's
+statistics do: identical on PostgreSQL and SQLite, compact, and free of time-zone drift."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+AutoIncrementId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with constraint names stable across databases."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Household(Base):
+    """A user of the account manager as this service needs it: tariff, zone, time zone."""
+
+    __tablename__ = "households"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    tariff_type: Mapped[str] = mapped_column(String(16), default="simple")
+    contracted_power_kva: Mapped[float | None] = mapped_column(Float)
+    zone: Mapped[str] = mapped_column(String(8), default="PT")
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    meter_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeviceMapping(Base):
+    """A dongle API key or meter id that reports readings for a user."""
+
+    __tablename__ = "device_mappings"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(10), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ErasedUser(Base):
+    """Tombstone of a hard-deleted user: later readings for it are refused, not resurrected."""
+
+    __tablename__ = "erased_users"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    erased_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RawReading(Base):
+    """One meter reading as delivered; cumulative registers in Wh."""
+
+    __tablename__ = "raw_readings"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    energy_imported_wh: Mapped[float] = mapped_column(Float)
+    energy_exported_wh: Mapped[float] = mapped_column(Float)
+    energy_generated_wh: Mapped[float | None] = mapped_column(Float)
+    power_imported_w: Mapped[float | None] = mapped_column(Float)
+    power_exported_w: Mapped[float | None] = mapped_column(Float)
+    voltage_v: Mapped[float | None] = mapped_column(Float)
+
+
+class StatisticsPeriod(Base):
+    """Statistics of one household over one bucket: 15 minutes or a local hour/day/week/month/year."""
+
+    __tablename__ = "statistics_periods"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    granularity: Mapped[str] = mapped_column(String(8), primary_key=True)
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    energy_imported_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    energy_exported_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    energy_generated_kwh: Mapped[float | None] = mapped_column(Float)
+    self_consumed_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    consumption_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    power_imported_mean_w: Mapped[float | None] = mapped_column(Float)
+    power_imported_max_w: Mapped[float | None] = mapped_column(Float)
+    power_exported_mean_w: Mapped[float | None] = mapped_column(Float)
+    power_exported_max_w: Mapped[float | None] = mapped_column(Float)
+    power_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    voltage_mean_v: Mapped[float | None] = mapped_column(Float)
+    voltage_min_v: Mapped[float | None] = mapped_column(Float)
+    voltage_max_v: Mapped[float | None] = mapped_column(Float)
+    voltage_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    span_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    covered_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    reading_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    reset_detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    energy_cost_eur: Mapped[float] = mapped_column(Float, default=0.0)
+    fixed_cost_eur: Mapped[float] = mapped_column(Float, default=0.0)
+    export_revenue_eur: Mapped[float] = mapped_column(Float, default=0.0)
+    net_cost_eur: Mapped[float] = mapped_column(Float, default=0.0)
+    co2_kg: Mapped[float] = mapped_column(Float, default=0.0)
+    co2_avoided_kg: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class EnergyPrice(Base):
+    """A dynamic-tariff price holding for [ts, ts + resolution_s) in a zone."""
+
+    __tablename__ = "energy_prices"
+
+    zone: Mapped[str] = mapped_column(String(8), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    resolution_s: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CarbonIntensity(Base):
+    """A carbon intensity (gCO2eq/kWh) holding for [ts, ts + resolution_s) in a zone."""
+
+    __tablename__ = "carbon_intensity"
+
+    zone: Mapped[str] = mapped_column(String(8), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    resolution_s: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConsumptionCurve(Base):
+    """A forecast (or mock real) consumption curve value of a household."""
+
+    __tablename__ = "consumption_curves"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    energy_kwh: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProcessedEvent(Base):
+    """An event id whose effects are committed; a redelivery of it changes nothing."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    processed_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class OutboxEvent(Base):
+    """The transactional outbox, with the columns Debezium's outbox router expects."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    aggregatetype: Mapped[str] = mapped_column(String(64))
+    aggregateid: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_events_unsent", "sent_at", "seq"),)
+
+
+class ServiceState(Base):
+    """Small facts the service keeps between runs, such as the tariff book fingerprint."""
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
