@@ -71,8 +71,10 @@ def _http_error(_request: ConnexionRequest, error: Exception) -> ConnexionRespon
 
 
 def _database_error(_request: ConnexionRequest, error: Exception) -> ConnexionResponse:
-    if isinstance(error, DBAPIError) and not error.connection_invalidated and not isinstance(
-        error, OperationalError
+    if (
+        isinstance(error, DBAPIError)
+        and not error.connection_invalidated
+        and not isinstance(error, OperationalError)
     ):
         logger.exception("database error", exc_info=error)
         return error_response(500, INTERNAL_ERROR)

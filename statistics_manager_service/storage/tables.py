@@ -36,6 +36,13 @@ class Household(Base):
     postal_code: Mapped[str | None] = mapped_column(String(16))
     timezone: Mapped[str | None] = mapped_column(String(64))
     meter_id: Mapped[str | None] = mapped_column(String(128))
+    # The source the statistics are computed from: the best one that ever reported.
+    statistics_source: Mapped[str | None] = mapped_column(String(16))
+    # First and last reading times of the statistics source: where history starts and ends.
+    first_reading_ts: Mapped[int | None] = mapped_column(BigInteger)
+    last_reading_ts: Mapped[int | None] = mapped_column(BigInteger)
+    # End (epoch s) of the last local day announced as closed.
+    closed_through: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 

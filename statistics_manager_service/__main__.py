@@ -1,0 +1,144 @@
+"""Command line: serve (`--role all|api|worker`, `--demo`), `db upgrade`, `token`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+logger = logging.getLogger("statistics_manager_service")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statistics-manager",
+        description="Statistics Manager: energy statistics of FlexiHome households over REST.",
+    )
+    parser.add_argument(
+        "--role",
+        choices=("all", "api", "worker"),
+        default="all",
+        help="all: API, consumer and outbox relay in one process (default); api: only the REST API; "
+        "worker: only the consumer and relay (with /health, /ready and /metrics).",
+    )
+    parser.add_argument("--demo", action="store_true", help="load a year of demo households first")
+    commands = parser.add_subparsers(dest="command")
+    db = commands.add_parser("db", help="database schema management")
+    db.add_argument("action", choices=("upgrade", "current"), help="upgrade to the newest schema, or show it")
+    token = commands.add_parser("token", help="print a signed bearer token (development and operations)")
+    token.add_argument("--user-id", help="the household user id (sub claim)")
+    token.add_argument("--service", action="store_true", help="a service token that may read any household")
+    token.add_argument("--hours", type=float, default=24.0, help="validity in hours (default 24)")
+    return parser
+
+
+def _prepare_metrics_dir() -> None:
+    """Give the server processes a shared directory for their metrics before anyone imports them."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="statistics-metrics-")
+
+
+def _run_db(action: str) -> int:
+    from statistics_manager_service.config import Settings
+    from statistics_manager_service.storage import migrate
+    from statistics_manager_service.storage.engine import make_engine
+
+    settings = Settings.from_env()
+    engine = make_engine(settings.database_url)
+    if action == "upgrade":
+        migrate.upgrade(engine)
+    print(f"schema revision: {migrate.current_revision(engine)} (newest: {migrate.head_revision()})")
+    return 0
+
+
+def _run_token(user_id: str | None, service: bool, hours: float) -> int:
+    from statistics_manager_service.config import Settings
+    from statistics_manager_service.tokens import issue_token
+
+    if not service and not user_id:
+        print("give --user-id or --service", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    print(issue_token(settings, user_id=user_id, service=service, valid_for_s=int(hours * 3600)))
+    return 0
+
+
+def _serve(role: str, demo: bool) -> int:
+    from statistics_manager_service.config import Settings
+
+    settings = Settings.from_env()
+    workers = settings.effective_web_workers() if role != "worker" else 1
+    if workers > 1:
+        _prepare_metrics_dir()
+
+    import uvicorn
+
+    from statistics_manager_service.app import build_context
+    from statistics_manager_service.background import start_background
+    from statistics_manager_service.log import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    context = build_context(settings)  # migrates once, before any server process starts
+    if demo:
+        from statistics_manager_service.demo import load_demo
+
+        load_demo(context)
+    background = start_background(context, role)
+    # The server processes re-read the environment; the schema is already current.
+    os.environ["RUN_MIGRATIONS_ON_START"] = "false"
+    logger.info(
+        "serving role=%s on http://%s:%s/api/statistics/ui/ with %d server process(es)",
+        role,
+        settings.host,
+        settings.port,
+        workers,
+    )
+    started = time.monotonic()
+    # One process serves the app object itself, sharing this context with the background
+    # workers; several processes each build their own from the environment.
+    target: object = "statistics_manager_service.app:create_asgi_app"
+    if workers == 1:
+        from statistics_manager_service.app import create_app
+
+        target = create_app(settings, context=context)
+    try:
+        uvicorn.run(
+            target,  # type: ignore[arg-type]
+            factory=workers > 1,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            proxy_headers=True,
+        )
+    finally:
+        background.stop()
+        context.engine.dispose()
+        logger.info("stopped after %.0f s", time.monotonic() - started)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line."""
+    args = _parser().parse_args(argv)
+    from statistics_manager_service.config import ConfigurationError
+
+    try:
+        if args.command == "db":
+            return _run_db(args.action)
+        if args.command == "token":
+            return _run_token(args.user_id, args.service, args.hours)
+        return _serve(args.role, args.demo)
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""create_app(settings): the Connexion app with its storage, wired top-down."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import connexion
+import flask
+import yaml
+from connexion.options import SwaggerUIOptions
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from statistics_manager_service.config import Settings
+from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
+from statistics_manager_service.log import configure_logging
+from statistics_manager_service.middleware import RequestContextMiddleware
+from statistics_manager_service.storage import migrate
+from statistics_manager_service.storage.engine import make_engine, make_session_factory
+
+logger = logging.getLogger(__name__)
+
+BASE_PATH = "/api/statistics"
+SPEC_PATH = Path(__file__).with_name("openapi") / "openapi.yaml"
+# Paths that answer without a token or correlation id: probes and the API's own documentation.
+PUBLIC_SUFFIXES = ("/health", "/ready", "/openapi.json", "/openapi.yaml", "/ui")
+
+
+@dataclasses.dataclass
+class ServiceContext:
+    """What the controllers and background workers share: settings, engine, sessions, health."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    broker_error: str | None = None
+    consumer_error: str | None = None
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_spec() -> dict[str, Any]:
+    """Read the OpenAPI document that defines every route."""
+    with SPEC_PATH.open(encoding="utf-8") as spec_file:
+        spec: dict[str, Any] = yaml.safe_load(spec_file)
+    return spec
+
+
+def service_context() -> ServiceContext:
+    """Return the context of the app serving the current request."""
+    context: ServiceContext = flask.current_app.extensions["statistics_manager"]
+    return context
+
+
+def build_context(settings: Settings) -> ServiceContext:
+    """Create the engine and session factory (and migrate when asked)."""
+    engine = make_engine(settings.database_url, settings.database_pool_size)
+    if settings.run_migrations_on_start:
+        migrate.upgrade(engine)
+    return ServiceContext(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    context: ServiceContext | None = None,
+    validate_responses: bool = False,
+) -> connexion.FlaskApp:
+    """Build the OpenAPI-first app; response validation is for tests (it costs throughput)."""
+    context = context or build_context(settings)
+    spec = load_spec()
+    app = connexion.FlaskApp(
+        __name__,
+        specification_dir=str(SPEC_PATH.parent),
+        swagger_ui_options=SwaggerUIOptions(swagger_ui=True, spec_path="/openapi.json"),
+    )
+    app.add_api(
+        spec,
+        base_path=BASE_PATH,
+        strict_validation=True,
+        validate_responses=validate_responses,
+        pythonic_params=False,
+    )
+    app.app.extensions["statistics_manager"] = context
+    app.app.json.sort_keys = False
+    register_error_handlers(app)
+    operation_paths = frozenset(BASE_PATH + path for path in spec["paths"])
+    protected_paths = frozenset(path for path in operation_paths if not path.endswith(PUBLIC_SUFFIXES))
+    app.add_middleware(
+        RequestContextMiddleware,
+        position=connexion.middleware.MiddlewarePosition.BEFORE_EXCEPTION,
+        settings=settings,
+        known_paths=operation_paths,
+        protected_paths=protected_paths,
+    )
+    return app
+
+
+def create_asgi_app() -> connexion.FlaskApp:
+    """Build the app from the environment: the factory each server process calls."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,77 @@
+"""Readiness: can this process do its work right now?"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from statistics_manager_service.storage.engine import ping
+
+if TYPE_CHECKING:
+    from statistics_manager_service.app import ServiceContext
+
+BROKER_CHECK_TTL_S = 5.0
+
+
+@dataclasses.dataclass
+class ReadinessReport:
+    """The state of each dependency; ready when none has an error."""
+
+    checks: dict[str, str]
+    errors: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        """Tell whether every dependency is usable."""
+        return not self.errors
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON body of the probe."""
+        body: dict[str, Any] = {"status": "ready" if self.ready else "degraded", "checks": self.checks}
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def _broker_reachable(bootstrap_servers: str, timeout_s: float = 1.0) -> str | None:
+    """Return None when a bootstrap server accepts a TCP connection, else the reason."""
+    last_error = "no bootstrap server configured"
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "localhost", int(port or 9092)), timeout=timeout_s):
+                return None
+        except (OSError, ValueError) as error:
+            last_error = f"{server.strip()}: {error}"
+    return f"broker unreachable ({last_error})"
+
+
+def check_readiness(context: ServiceContext) -> ReadinessReport:
+    """Probe the database and the broker; report what the background workers noticed."""
+    checks: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    try:
+        ping(context.engine)
+        checks["database"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready", with its reason
+        checks["database"] = "unavailable"
+        errors["database"] = str(error).splitlines()[0][:200]
+    settings = context.settings
+    if not settings.kafka_enabled:
+        checks["broker"] = "disabled"
+    else:
+        cached = context.extras.get("broker_check")
+        now = time.monotonic()
+        if cached is None or now - cached[0] > BROKER_CHECK_TTL_S:
+            cached = (now, _broker_reachable(settings.kafka_bootstrap_servers or ""))
+            context.extras["broker_check"] = cached
+        broker_error = cached[1] or context.broker_error
+        checks["broker"] = "unavailable" if broker_error else "ok"
+        if broker_error:
+            errors["broker"] = broker_error
+    if context.consumer_error:
+        checks["consumer"] = "paused"
+        errors["consumer"] = context.consumer_error
+    return ReadinessReport(checks=checks, errors=errors)

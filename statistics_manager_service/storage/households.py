@@ -1,0 +1,170 @@
+"""Households, their device ids and erasure; every function takes the caller's session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.storage.tables import (
+    ConsumptionCurve,
+    DeviceMapping,
+    ErasedUser,
+    Household,
+    OutboxEvent,
+    ProcessedEvent,
+    RawReading,
+    StatisticsPeriod,
+)
+from statistics_manager_service.storage.upsert import upsert_rows
+
+HOUSEHOLD_COLUMNS = ["user_id", "timezone", "tariff_type", "contracted_power_kva", "zone"]
+
+
+def upsert_household(session: Session, user_id: str, fields: Mapping[str, Any]) -> None:
+    """Create the household or update the fields given (None values leave a field as it is)."""
+    now = int(time.time())
+    known = {key: value for key, value in fields.items() if value is not None}
+    existing = session.get(Household, user_id)
+    if existing is None:
+        session.add(
+            Household(
+                user_id=user_id,
+                tariff_type=known.get("tariff_type", "simple"),
+                contracted_power_kva=known.get("contracted_power_kva"),
+                zone=known.get("zone", "PT"),
+                postal_code=known.get("postal_code"),
+                timezone=known.get("timezone"),
+                meter_id=known.get("meter_id"),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.flush()
+        return
+    for key, value in known.items():
+        setattr(existing, key, value)
+    existing.updated_at = now
+
+
+def ensure_households(session: Session, user_ids: Collection[str]) -> None:
+    """Create default households for users first seen through their readings."""
+    if not user_ids:
+        return
+    now = int(time.time())
+    rows = [
+        {"user_id": user_id, "tariff_type": "simple", "zone": "PT", "created_at": now, "updated_at": now}
+        for user_id in sorted(user_ids)
+    ]
+    upsert_rows(session, Household, rows, ["user_id"], merge="ignore")
+
+
+def map_device(session: Session, device_id: str, user_id: str, kind: str) -> None:
+    """Point a dongle API key or meter id at its user."""
+    row = {"device_id": device_id, "user_id": user_id, "kind": kind, "updated_at": int(time.time())}
+    upsert_rows(session, DeviceMapping, [row], ["device_id"])
+
+
+def resolve_devices(session: Session, device_ids: Collection[str]) -> dict[str, str]:
+    """Map device ids to user ids (unknown ids are absent)."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        sa.select(DeviceMapping.device_id, DeviceMapping.user_id).where(
+            DeviceMapping.device_id.in_(sorted(device_ids))
+        )
+    )
+    return {str(device_id): str(user_id) for device_id, user_id in rows}
+
+
+def erased_user_ids(session: Session, user_ids: Collection[str]) -> set[str]:
+    """Return which of `user_ids` were erased."""
+    if not user_ids:
+        return set()
+    rows = session.execute(sa.select(ErasedUser.user_id).where(ErasedUser.user_id.in_(sorted(user_ids))))
+    return {user_id for (user_id,) in rows}
+
+
+def known_user_ids(session: Session, user_ids: Collection[str]) -> set[str]:
+    """Return which of `user_ids` are households this service knows."""
+    if not user_ids:
+        return set()
+    rows = session.execute(sa.select(Household.user_id).where(Household.user_id.in_(sorted(user_ids))))
+    return {user_id for (user_id,) in rows}
+
+
+def erase_user(session: Session, user_id: str) -> None:
+    """Delete every row about the user and leave a tombstone."""
+    for table, column in (
+        (RawReading, RawReading.user_id),
+        (StatisticsPeriod, StatisticsPeriod.user_id),
+        (ConsumptionCurve, ConsumptionCurve.user_id),
+        (DeviceMapping, DeviceMapping.user_id),
+        (OutboxEvent, OutboxEvent.aggregateid),
+        (Household, Household.user_id),
+    ):
+        session.execute(sa.delete(table).where(column == user_id))
+    upsert_rows(
+        session,
+        ErasedUser,
+        [{"user_id": user_id, "erased_at": int(time.time())}],
+        ["user_id"],
+        merge="ignore",
+    )
+
+
+def load_households(
+    session: Session, user_ids: Iterable[str], default_timezone: str, lock: bool = False
+) -> pd.DataFrame:
+    """Return the households' tariff, power, zone and time zone as a frame.
+
+    With `lock`, the rows are locked in user order (PostgreSQL) so that two workers never
+    recompute the same household at once, and never deadlock doing so.
+    """
+    ids = sorted(set(user_ids))
+    statement = (
+        sa.select(
+            Household.user_id,
+            Household.timezone,
+            Household.tariff_type,
+            Household.contracted_power_kva,
+            Household.zone,
+        )
+        .where(Household.user_id.in_(ids))
+        .order_by(Household.user_id)
+    )
+    if lock and session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    frame = pd.DataFrame(session.execute(statement).all(), columns=HOUSEHOLD_COLUMNS)
+    frame["timezone"] = frame["timezone"].fillna(default_timezone)
+    frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64")
+    return frame
+
+
+def households_in_zone(session: Session, zone: str) -> list[str]:
+    """Return the user ids of every household in a grid zone."""
+    rows = session.execute(
+        sa.select(Household.user_id).where(Household.zone == zone).order_by(Household.user_id)
+    )
+    return [user_id for (user_id,) in rows]
+
+
+def processed_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
+    """Return which of `event_ids` were already processed."""
+    if not event_ids:
+        return set()
+    rows = session.execute(
+        sa.select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(sorted(event_ids)))
+    )
+    return {event_id for (event_id,) in rows}
+
+
+def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> None:
+    """Record (event id, type) pairs as processed, in the caller's transaction."""
+    now = int(time.time())
+    rows = [{"event_id": eid, "event_type": etype, "processed_at": now} for eid, etype in events]
+    upsert_rows(session, ProcessedEvent, rows, ["event_id"], merge="ignore")

@@ -1,0 +1,118 @@
+"""Raw meter readings: idempotent storage and the windows the aggregation engine reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.storage.tables import Household, RawReading
+from statistics_manager_service.storage.upsert import upsert_rows
+from statistics_manager_service.storage.windows import read_windows
+
+READING_VALUE_COLUMNS = [
+    "energy_imported_wh",
+    "energy_exported_wh",
+    "energy_generated_wh",
+    "power_imported_w",
+    "power_exported_w",
+    "voltage_v",
+]
+READING_COLUMNS = ["user_id", "source", "ts", *READING_VALUE_COLUMNS]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Turn a frame into row dicts with NaN as NULL and plain Python numbers."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return clean.to_dict("records")  # type: ignore[return-value]
+
+
+def upsert_readings(session: Session, readings: pd.DataFrame) -> int:
+    """Store readings keyed by (user, source, ts); a conflict keeps the larger value of each field.
+
+    Keeping the larger value makes the stored table independent of delivery order and of
+    duplicates. Returns the number of distinct readings written.
+    """
+    if readings.empty:
+        return 0
+    merged = readings[READING_COLUMNS].groupby(["user_id", "source", "ts"], as_index=False, sort=True).max()
+    upsert_rows(session, RawReading, _records(merged), ["user_id", "source", "ts"], merge="max")
+    return len(merged)
+
+
+def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFrame:
+    """Load the readings of each (user_id, source, start_s, end_s) window, end excluded."""
+    frame = read_windows(
+        session,
+        RawReading.__table__,
+        READING_COLUMNS,
+        windows,
+        ["user_id", "source"],
+        "ts",
+    )
+    frame["ts"] = frame["ts"].astype("int64")
+    for column in READING_VALUE_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def neighbour_timestamps(
+    session: Session, user_id: str, source: str, start_s: int, end_s: int
+) -> tuple[int | None, int | None]:
+    """Return the last reading time before `start_s` and the first after `end_s`."""
+    base = sa.select(RawReading.ts).where(RawReading.user_id == user_id, RawReading.source == source)
+    before = session.execute(
+        base.where(RawReading.ts < start_s).order_by(RawReading.ts.desc()).limit(1)
+    ).scalar()
+    after = session.execute(base.where(RawReading.ts > end_s).order_by(RawReading.ts).limit(1)).scalar()
+    return before, after
+
+
+def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
+    """Return each household's newest reading that has `column`, from its statistics source.
+
+    One statement for all users; each user's maximum is an index lookup, not a scan.
+    """
+    value = getattr(RawReading, column)
+    inner = sa.alias(RawReading.__table__, "newer")
+    newest_ts = (
+        sa.select(sa.func.max(inner.c.ts))
+        .where(
+            inner.c.user_id == Household.user_id,
+            inner.c.source == Household.statistics_source,
+            inner.c[column].is_not(None),
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        sa.select(Household.user_id, RawReading.ts, value)
+        .join(
+            RawReading,
+            sa.and_(
+                RawReading.user_id == Household.user_id,
+                RawReading.source == Household.statistics_source,
+                RawReading.ts == newest_ts,
+            ),
+        )
+        .where(Household.user_id.in_(sorted(set(user_ids))))
+    )
+    frame = pd.DataFrame(session.execute(statement).all(), columns=["user_id", "ts", "value"])
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+def reading_bounds(session: Session, user_id: str, source: str) -> tuple[int | None, int | None]:
+    """Return the first and last reading times of a user's source."""
+    row = session.execute(
+        sa.select(sa.func.min(RawReading.ts), sa.func.max(RawReading.ts)).where(
+            RawReading.user_id == user_id, RawReading.source == source
+        )
+    ).one()
+    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def count_readings(session: Session) -> int:
+    """Count the stored readings (tests and benchmarks)."""
+    return int(session.execute(sa.select(sa.func.count()).select_from(RawReading)).scalar_one())
