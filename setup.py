@@ -30,6 +30,7 @@ setup(
         "statistics_manager_service": [
             "openapi/*.yaml",
             "aggregation/*.yaml",
+            "storage/migrations/env.py",
             "storage/migrations/script.py.mako",
             "storage/migrations/versions/*.py",
         ]

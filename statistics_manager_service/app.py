@@ -20,6 +20,7 @@ from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine, make_session_factory
+from statistics_manager_service.validation import NamingParameterValidator
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def create_app(
         strict_validation=True,
         validate_responses=validate_responses,
         pythonic_params=False,
+        validator_map={"parameter": NamingParameterValidator},
     )
     app.app.extensions["statistics_manager"] = context
     app.app.json.sort_keys = False

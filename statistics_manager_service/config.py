@@ -118,8 +118,7 @@ class Settings:
             )
         if not self.is_sqlite and self.jwt_sign_key == DEFAULT_JWT_SIGN_KEY:
             raise ConfigurationError(
-                "JWT_SIGN_KEY is the development default; set a secret key before using "
-                "a server database"
+                "JWT_SIGN_KEY is the development default; set a secret key before using a server database"
             )
         if len(self.jwt_sign_key) < 16:
             raise ConfigurationError("JWT_SIGN_KEY must be at least 16 characters long")
@@ -166,7 +165,10 @@ class Settings:
                 "KAFKA_MAX_POLL_RECORDS", text("KAFKA_MAX_POLL_RECORDS", "500") or "", 1, 100_000
             ),
             kafka_max_poll_interval_ms=_parse_int(
-                "KAFKA_MAX_POLL_INTERVAL_MS", text("KAFKA_MAX_POLL_INTERVAL_MS", "300000") or "", 1000, 3_600_000
+                "KAFKA_MAX_POLL_INTERVAL_MS",
+                text("KAFKA_MAX_POLL_INTERVAL_MS", "300000") or "",
+                1000,
+                3_600_000,
             ),
             jwt_sign_key=text("JWT_SIGN_KEY", defaults.jwt_sign_key) or "",
             jwt_sign_algorithm=(text("JWT_SIGN_ALGORITHM", defaults.jwt_sign_algorithm) or "").upper(),

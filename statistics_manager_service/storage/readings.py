@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -70,12 +71,11 @@ def neighbour_timestamps(
     return before, after
 
 
-def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
-    """Return each household's newest reading that has `column`, from its statistics source.
+def _newest(session: Session, user_ids: Sequence[str], column: str, values: Sequence[str]) -> list[Any]:
+    """Rows (user_id, ts, *values) of each household's newest reading that has `column`.
 
     One statement for all users; each user's maximum is an index lookup, not a scan.
     """
-    value = getattr(RawReading, column)
     inner = sa.alias(RawReading.__table__, "newer")
     newest_ts = (
         sa.select(sa.func.max(inner.c.ts))
@@ -87,7 +87,7 @@ def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> p
         .scalar_subquery()
     )
     statement = (
-        sa.select(Household.user_id, RawReading.ts, value)
+        sa.select(Household.user_id, RawReading.ts, *(getattr(RawReading, v) for v in values))
         .join(
             RawReading,
             sa.and_(
@@ -98,8 +98,26 @@ def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> p
         )
         .where(Household.user_id.in_(sorted(set(user_ids))))
     )
-    frame = pd.DataFrame(session.execute(statement).all(), columns=["user_id", "ts", "value"])
+    return list(session.execute(statement).all())
+
+
+def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
+    """Return each household's newest value of `column` (user_id, ts, value)."""
+    frame = pd.DataFrame(_newest(session, user_ids, column, [column]), columns=["user_id", "ts", "value"])
+    frame["ts"] = frame["ts"].astype("int64")
     frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+def latest_registers(session: Session, user_ids: Sequence[str]) -> pd.DataFrame:
+    """Return each household's newest energy registers (Wh) and their time."""
+    columns = ["energy_imported_wh", "energy_exported_wh", "energy_generated_wh"]
+    frame = pd.DataFrame(
+        _newest(session, user_ids, "energy_imported_wh", columns), columns=["user_id", "ts", *columns]
+    )
+    frame["ts"] = frame["ts"].astype("int64")
+    for column in columns:
+        frame[column] = frame[column].astype("float64")
     return frame
 
 

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 BUCKET_S = 900
 SOURCE_PRIORITY = ("smart_meter", "hub", "dongle")
+DEFAULT_CONTRACTED_KVA = 6.9
 # Readings loaded on each side of a window; a longer gap costs one extra lookup.
 CONTEXT_S = 3 * 3600
 # (stored granularity, engine granularity, the stored granularity it is rolled up from)
@@ -142,7 +143,8 @@ class StatisticsUpdater:
             for h in households.values()
         ]
         frame = pd.DataFrame(rows, columns=HOUSEHOLD_COLUMNS)
-        frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64")
+        # Until the account manager says otherwise, a household has the most common contract.
+        frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64").fillna(DEFAULT_CONTRACTED_KVA)
         return frame
 
     def _reading_windows(

@@ -1,0 +1,54 @@
+"""Forecast vs real consumption, and the carbon-intensity forecast."""
+
+from __future__ import annotations
+
+import flask
+
+from statistics_manager_service.app import service_context
+from statistics_manager_service.auth import current_principal
+from statistics_manager_service.controllers.common import authorized_session_call
+from statistics_manager_service.controllers.responses import json_response
+from statistics_manager_service.query.forecast import caller_zone, load_ecosignal, load_forecast_vs_real
+from statistics_manager_service.query.pages import household_page
+from statistics_manager_service.query.params import parse_day, series_request
+from statistics_manager_service.storage.engine import session_scope
+
+
+def power_consumed_real_get(
+    user_id: str, start_date: str, group_by: str = "daily", end_date: str | None = None
+) -> flask.Response:
+    """Measured consumption per bucket (and the forecast when one exists) for one household."""
+    request = series_request([user_id], start_date, end_date, group_by)
+    tz = service_context().settings.default_timezone
+    return json_response(authorized_session_call(request.user_ids, load_forecast_vs_real, request, tz))
+
+
+def energy_consumed_forecast_vs_real_get(
+    start_date: str,
+    user_ids: list[str] | None = None,
+    group_by: str = "daily",
+    end_date: str | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> flask.Response:
+    """Forecast vs real per household; without user_ids, every household a service may read, by page."""
+    context = service_context()
+    with session_scope(context.session_factory) as session:
+        ids, total = household_page(session, current_principal(), user_ids, page, page_size)
+    if not ids:
+        return json_response([], headers={"X-Total-Count": str(total)})
+    request = series_request(ids, start_date, end_date, group_by)
+    body = authorized_session_call(
+        request.user_ids, load_forecast_vs_real, request, context.settings.default_timezone
+    )
+    return json_response(body, headers={"X-Total-Count": str(total)})
+
+
+def ecosignal_forecast_get(forecast_day: str, zone: str | None = None) -> flask.Response:
+    """The carbon intensity of a zone over a day (forecast, else actual)."""
+    day = parse_day(forecast_day, "forecast_day")
+    context = service_context()
+    tz = context.settings.default_timezone
+    with session_scope(context.session_factory) as session:
+        chosen = zone or caller_zone(session, current_principal().user_id, tz)
+        return json_response(load_ecosignal(session, day, chosen, tz))

@@ -1,0 +1,119 @@
+"""Consumption curves for forecast-vs-real: a deterministic mock curve and forecast fetching."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# A typical household's share of daily consumption per hour (sums to 1): night low, morning and
+# evening peaks. Used only for the mock curve that demos and integration tests ask for.
+_HOURLY_SHARE = np.array(
+    [
+        2.6,
+        2.2,
+        2.0,
+        1.9,
+        1.9,
+        2.2,
+        3.2,
+        4.8,
+        5.0,
+        4.2,
+        3.9,
+        4.0,
+        4.4,
+        4.3,
+        3.9,
+        3.7,
+        4.0,
+        5.0,
+        6.6,
+        7.6,
+        7.4,
+        6.3,
+        5.0,
+        3.7,
+    ]
+)
+_HOURLY_SHARE = _HOURLY_SHARE / _HOURLY_SHARE.sum()
+MOCK_DAILY_KWH = 9.5
+
+
+class ForecastUnavailable(Exception):
+    """The forecast API did not answer usefully after every retry."""
+
+
+def local_day_bounds(instant: dt.datetime, tz: str) -> tuple[int, int, dt.date]:
+    """Return the epoch bounds of the local day containing `instant`, and that day."""
+    zone = ZoneInfo(tz)
+    day = instant.astimezone(zone).date()
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return int(start.timestamp()), int(end.timestamp()), day
+
+
+def mock_curves(
+    user_id: str, day_start_s: int, day_end_s: int, interval_s: int, tz: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (starts, forecast kWh, real kWh) for one local day; the same inputs give the same curve."""
+    starts = np.arange(day_start_s, day_end_s, interval_s, dtype=np.int64)
+    seed = int.from_bytes(hashlib.sha256(f"{user_id}:{day_start_s}".encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    # Integrate the hourly profile over each interval, in local wall-clock hours.
+    local = pd.to_datetime(starts, unit="s", utc=True).tz_convert(tz)
+    minutes = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
+    share_per_minute = np.repeat(_HOURLY_SHARE / 60.0, 60)
+    cumulative = np.concatenate([[0.0], np.cumsum(share_per_minute)])
+    length_min = interval_s // 60
+    ends = np.minimum(minutes + length_min, 1440)
+    scale = MOCK_DAILY_KWH * (0.85 + 0.3 * rng.random())
+    forecast = scale * (cumulative[ends] - cumulative[minutes])
+    real = np.clip(forecast * (1 + rng.normal(0.0, 0.12, size=forecast.size)), 0.0, None)
+    return starts, np.round(forecast, 6), np.round(real, 6)
+
+
+def fetch_forecast(
+    url: str, user_id: str, day: dt.date, timeout_s: float, attempts: int = 3
+) -> list[tuple[dt.datetime, float]]:
+    """GET the forecast of a household's day from the forecast API, with timeout and retries."""
+    query = urllib.parse.urlencode({"user_id": user_id, "forecast_day": day.isoformat()})
+    target = f"{url}{'&' if '?' in url else '?'}{query}"
+    last_error = "no attempt made"
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(target, timeout=timeout_s) as response:
+                document = json.loads(response.read())
+            values = document.get("values", document) if isinstance(document, dict) else document
+            parsed = []
+            for item in values:
+                instant = dt.datetime.fromisoformat(str(item["timestamp"]).replace("Z", "+00:00"))
+                if instant.tzinfo is None:
+                    instant = instant.replace(tzinfo=dt.UTC)
+                energy = float(item["energy_kwh"])
+                if not np.isfinite(energy) or energy < 0:
+                    raise ValueError(f"energy_kwh {energy} is not a non-negative number")
+                parsed.append((instant, energy))
+            return parsed
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code}"
+            if 400 <= error.code < 500 and error.code != 429:
+                break
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            last_error = str(error)
+        except (ValueError, KeyError, TypeError) as error:
+            last_error = f"malformed forecast: {error}"
+            break
+        time.sleep(min(0.2 * 2**attempt, 2.0))
+    raise ForecastUnavailable(f"forecast API failed for {user_id} on {day}: {last_error}")

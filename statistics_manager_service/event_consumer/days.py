@@ -1,0 +1,59 @@
+"""DailyStatisticsClosed: announce each household's local day once its readings pass midnight."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.storage.tables import Household
+
+# A household catching up on a long backlog announces its most recent days only.
+MAX_DAYS_ANNOUNCED = 31
+
+
+def _day_start(epoch_s: int, zone: ZoneInfo) -> dt.datetime:
+    local = dt.datetime.fromtimestamp(epoch_s, zone)
+    return dt.datetime.combine(local.date(), dt.time(), zone)
+
+
+def announce_closed_days(session: Session, user_ids: Sequence[str], default_timezone: str) -> None:
+    """Queue a DailyStatisticsClosed for every local day that the newest reading has completed."""
+    if not user_ids:
+        return
+    households = session.scalars(sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids)))))
+    for household in households:
+        if household.last_reading_ts is None:
+            continue
+        zone = ZoneInfo(household.timezone or default_timezone)
+        today_start = _day_start(household.last_reading_ts, zone)
+        if household.closed_through is None:
+            # History that arrives before live data is not announced day by day.
+            household.closed_through = int(today_start.timestamp())
+            continue
+        closed = dt.datetime.fromtimestamp(household.closed_through, zone).date()
+        days = []
+        day = closed
+        while day < today_start.date():
+            days.append(day)
+            day += dt.timedelta(days=1)
+        for day in days[-MAX_DAYS_ANNOUNCED:]:
+            start = dt.datetime.combine(day, dt.time(), zone)
+            end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+            add_event(
+                session,
+                "DailyStatisticsClosed",
+                household.user_id,
+                {
+                    "user_id": household.user_id,
+                    "date": day.isoformat(),
+                    "timezone": zone.key,
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                },
+            )
+        household.closed_through = int(today_start.timestamp())

@@ -1,0 +1,296 @@
+"""Event handlers: plain functions of (session, payload, services); testable without Kafka."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from marshmallow import Schema, ValidationError
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.config import Settings
+from statistics_manager_service.event_consumer.curves import (
+    ForecastUnavailable,
+    fetch_forecast,
+    local_day_bounds,
+    mock_curves,
+)
+from statistics_manager_service.event_consumer.envelope import PoisonMessage
+from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.models import events as schemas
+from statistics_manager_service.storage import households as household_store
+from statistics_manager_service.storage.curves import upsert_curve
+from statistics_manager_service.storage.periods import delete_periods
+from statistics_manager_service.storage.recompute import Recomputed, StatisticsUpdater
+from statistics_manager_service.storage.signals import upsert_intensity, upsert_prices
+from statistics_manager_service.storage.tables import Household
+from statistics_manager_service.storage.windows import rows_of
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_EVENTS = ("UserRegistered", "UserUpdated")
+DEVICE_EVENTS = ("UserAddedDongleApiKey", "UserUpdatedDongleApiKey")
+ERASE_EVENT = "UserHardDeleted"
+OWN_ANNOUNCEMENTS = ("StatisticsUpdated", "DailyStatisticsClosed")
+
+
+@dataclasses.dataclass
+class Services:
+    """What handlers need besides the session."""
+
+    settings: Settings
+    updater: StatisticsUpdater
+
+
+def load_payload(schema: Schema, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate a payload; raise PoisonMessage naming every bad field."""
+    try:
+        loaded: dict[str, Any] = schema.load(payload)
+    except ValidationError as error:
+        raise PoisonMessage(f"invalid payload: {_describe(error.messages)}") from None
+    return loaded
+
+
+def _describe(messages: Any, prefix: str = "") -> str:
+    if isinstance(messages, dict):
+        parts = [
+            _describe(value, f"{prefix}{key}." if prefix or key != "_schema" else "")
+            for key, value in messages.items()
+        ]
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        return f"{prefix.rstrip('.') or 'payload'}: " + ", ".join(str(m) for m in messages)
+    return f"{prefix.rstrip('.')}: {messages}"
+
+
+def announce_updates(session: Session, recomputed: Recomputed, cause: str) -> None:
+    """Queue one StatisticsUpdated per household whose buckets were rewritten."""
+    for user_id, start_s, end_s in rows_of(recomputed.windows, ["user_id", "start_s", "end_s"]):
+        add_event(
+            session,
+            "StatisticsUpdated",
+            user_id,
+            {
+                "user_id": user_id,
+                "granularity": "15_mins",
+                "start": _iso(start_s),
+                "end": _iso(end_s),
+                "cause": cause,
+            },
+        )
+
+
+def _iso(epoch_s: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---- account events ---------------------------------------------------------------------
+
+
+def handle_account(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Keep the household's tariff, power, zone, time zone and devices; rebuild what they change."""
+    data = load_payload(schemas.AccountSchema(), payload)
+    user_id = data["user_id"]
+    if household_store.erased_user_ids(session, [user_id]):
+        raise PoisonMessage(f"user {user_id} was erased")
+    fields = {
+        "tariff_type": data.get("tariff_type") or data.get("tarif_type"),
+        "contracted_power_kva": schemas.parse_contracted_power(data.get("contracted_power")),
+        "zone": (data.get("country") or "").upper() or None,
+        "postal_code": data.get("postal_code"),
+        "timezone": data.get("timezone"),
+        "meter_id": data.get("meter_id"),
+    }
+    existing = session.get(Household, user_id)
+    before = (
+        None
+        if existing is None
+        else (existing.tariff_type, existing.contracted_power_kva, existing.zone, existing.timezone)
+    )
+    household_store.upsert_household(session, user_id, fields)
+    for device_id, kind in ((data.get("meter_id"), "meter"), (data.get("api_key"), "dongle")):
+        if device_id:
+            household_store.map_device(session, device_id, user_id, kind)
+    household = session.get(Household, user_id)
+    assert household is not None
+    after = (household.tariff_type, household.contracted_power_kva, household.zone, household.timezone)
+    if before is not None and before != after and household.first_reading_ts is not None:
+        if before[3] != after[3]:
+            # Local periods move with the time zone: drop every rollup before rebuilding.
+            for granularity in ("hourly", "daily", "weekly", "monthly", "yearly"):
+                delete_periods(session, [user_id], granularity, 0, 2**62)
+        recomputed = services.updater.rebuild(session, [user_id], cause="account")
+        announce_updates(session, recomputed, "account")
+
+
+def handle_device(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Map a dongle API key to its user."""
+    data = load_payload(schemas.AccountSchema(), payload)
+    if not data.get("api_key"):
+        raise PoisonMessage("invalid payload: api_key: missing")
+    if household_store.erased_user_ids(session, [data["user_id"]]):
+        raise PoisonMessage(f"user {data['user_id']} was erased")
+    household_store.ensure_households(session, [data["user_id"]])
+    household_store.map_device(session, data["api_key"], data["user_id"], "dongle")
+
+
+def handle_erase(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Erase every row about the user and tombstone the id."""
+    data = load_payload(schemas.UserIdSchema(), payload)
+    household_store.erase_user(session, data["user_id"])
+    logger.info("erased every record of user %s", data["user_id"])
+
+
+# ---- grid signals -----------------------------------------------------------------------
+
+
+def _signal_rows(data: dict[str, Any], kind_key: str) -> tuple[list[dict[str, Any]], int, int]:
+    resolution_s = int(data["resolution_minutes"]) * 60
+    rows = [
+        {
+            "zone": data["zone"].upper(),
+            kind_key: data[kind_key],
+            "ts": int(item["timestamp"].timestamp()),
+            "resolution_s": resolution_s,
+            "value": float(item["value"]),
+        }
+        for item in data["values"]
+    ]
+    # A later value in the same event for the same interval wins.
+    unique = list({row["ts"]: row for row in rows}.values())
+    start = min(row["ts"] for row in unique)
+    end = max(row["ts"] for row in unique) + resolution_s
+    return unique, start, end
+
+
+def _recompute_zone(
+    session: Session,
+    services: Services,
+    zone: str,
+    start_s: int,
+    end_s: int,
+    cause: str,
+    tariff_type: str | None = None,
+) -> None:
+    user_ids = household_store.households_in_zone(session, zone)
+    if tariff_type is not None:
+        types = dict(
+            household_store.load_households(session, user_ids, services.settings.default_timezone)[
+                ["user_id", "tariff_type"]
+            ].itertuples(index=False, name=None)
+        )
+        user_ids = [u for u in user_ids if types.get(u) == tariff_type]
+    if not user_ids:
+        return
+    windows = pd.DataFrame({"user_id": user_ids, "start_s": start_s // 900 * 900, "end_s": end_s})
+    recomputed = services.updater.recompute_windows(session, windows, cause=cause)
+    announce_updates(session, recomputed, cause)
+
+
+def handle_carbon_intensity(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Store an intensity series and recompute the CO2 of the zone's households over it."""
+    data = load_payload(schemas.CarbonIntensitySchema(), payload)
+    rows, start, end = _signal_rows(data, "kind")
+    upsert_intensity(session, rows)
+    _recompute_zone(session, services, data["zone"].upper(), start, end, "intensity")
+
+
+def handle_energy_prices(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Store a price series and recompute the cost of the zone's dynamic-tariff households."""
+    data = load_payload(schemas.EnergyPricesSchema(), payload)
+    rows, start, end = _signal_rows(data, "direction")
+    upsert_prices(session, rows)
+    _recompute_zone(session, services, data["zone"].upper(), start, end, "prices", tariff_type="dynamic")
+
+
+# ---- the service's own events -----------------------------------------------------------
+
+
+def _household_timezone(session: Session, user_id: str, services: Services) -> str:
+    if household_store.erased_user_ids(session, [user_id]):
+        raise PoisonMessage(f"user {user_id} was erased")
+    household = session.get(Household, user_id)
+    if household is None:
+        raise PoisonMessage(f'user with id "{user_id}" not found')
+    return household.timezone or services.settings.default_timezone
+
+
+def handle_mock_curve(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Store a deterministic mock forecast and real curve for the household's local day."""
+    data = load_payload(schemas.MockCurveSchema(), payload)
+    tz = _household_timezone(session, data["user_id"], services)
+    start_s, end_s, _ = local_day_bounds(data["start_date"], tz)
+    interval_s = int(data["delivery_time"]) * 60
+    starts, forecast, real = mock_curves(data["user_id"], start_s, end_s, interval_s, tz)
+    upsert_curve(session, data["user_id"], "forecast", starts, forecast, interval_s)
+    upsert_curve(session, data["user_id"], "mock_real", starts, real, interval_s)
+
+
+def handle_forecast(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Store a household's forecast for a day, fetching it when the event carries no values."""
+    data = load_payload(schemas.ForecastComputedSchema(), payload)
+    user_id = data["user_id"]
+    tz = _household_timezone(session, user_id, services)
+    interval_s = int(data["interval_minutes"]) * 60
+    values = data.get("values")
+    if not values:
+        url = services.settings.forecast_api_url
+        if not url:
+            raise PoisonMessage("forecast event has no values and FORECAST_API_URL is not set")
+        try:
+            fetched = fetch_forecast(
+                url, user_id, data["forecast_day"], services.settings.forecast_api_timeout_s
+            )
+        except ForecastUnavailable as error:
+            raise PoisonMessage(str(error)) from None
+        values = [{"timestamp": instant, "energy_kwh": energy} for instant, energy in fetched]
+    start_s, end_s, _ = local_day_bounds(dt.datetime.combine(data["forecast_day"], dt.time(12), dt.UTC), tz)
+    starts = [int(v["timestamp"].timestamp()) for v in values]
+    inside = [
+        (s, float(v["energy_kwh"])) for s, v in zip(starts, values, strict=True) if start_s <= s < end_s
+    ]
+    if not inside:
+        raise PoisonMessage("no forecast value falls on the forecast day")
+    upsert_curve(session, user_id, "forecast", [s for s, _ in inside], [e for _, e in inside], interval_s)
+
+
+def handle_real_data(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Recompute a household's statistics over a window from the stored readings."""
+    data = load_payload(schemas.RealDataSchema(), payload)
+    _household_timezone(session, data["user_id"], services)
+    start = int(data["start_datetime"].timestamp())
+    end = int((data.get("end_datetime") or dt.datetime.now(dt.UTC)).timestamp())
+    if end <= start:
+        raise PoisonMessage("end_datetime is not after start_datetime")
+    windows = pd.DataFrame({"user_id": [data["user_id"]], "start_s": [start // 900 * 900], "end_s": [end]})
+    recomputed = services.updater.recompute_windows(session, windows, cause="request")
+    announce_updates(session, recomputed, "request")
+
+
+def handle_own_announcement(session: Session, payload: dict[str, Any], services: Services) -> None:
+    """Our own announcements need no work here; they are for other services."""
+
+
+Handler = Callable[[Session, dict[str, Any], Services], None]
+
+# Event types per topic short name; MeterReadings are batched by the processor, not listed here.
+HANDLERS: dict[str, dict[str, Handler]] = {
+    "user-account": {
+        **dict.fromkeys(ACCOUNT_EVENTS, handle_account),
+        **dict.fromkeys(DEVICE_EVENTS, handle_device),
+        ERASE_EVENT: handle_erase,
+    },
+    "grid-signals": {"CarbonIntensity": handle_carbon_intensity, "EnergyPrices": handle_energy_prices},
+    "statistics": {
+        "ComputeMockConsumptionCurveEvent": handle_mock_curve,
+        "ForecastComputedEvent": handle_forecast,
+        "GetUserRealDataEvent": handle_real_data,
+        **dict.fromkeys(OWN_ANNOUNCEMENTS, handle_own_announcement),
+    },
+}
+# Topics whose unknown event types are someone else's business: skipped, not dead-lettered.
+SHARED_TOPICS = frozenset({"user-account"})

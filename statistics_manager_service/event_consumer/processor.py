@@ -1,0 +1,241 @@
+"""Handle a polled batch in one transaction: dedupe, validate, batch readings, dead-letter the rest.
+
+The processor knows nothing of Kafka: it takes messages and returns the ones to dead-letter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from statistics_manager_service import metrics
+from statistics_manager_service.event_consumer.days import announce_closed_days
+from statistics_manager_service.event_consumer.envelope import Envelope, PoisonMessage, parse_envelope
+from statistics_manager_service.event_consumer.handlers import (
+    HANDLERS,
+    SHARED_TOPICS,
+    Services,
+    announce_updates,
+    load_payload,
+)
+from statistics_manager_service.models.events import MeterReadingsSchema
+from statistics_manager_service.storage import households as household_store
+from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.readings import READING_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+READINGS_TOPIC = "meter-readings"
+READINGS_EVENT = "MeterReadings"
+TRANSIENT_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+class TransientFailure(Exception):
+    """The database is unavailable: pause, retry the same batch later, commit nothing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A consumed record, independent of the Kafka client."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A message that cannot be processed, and why."""
+
+    message: Message
+    error_class: str
+    reason: str
+
+
+@dataclasses.dataclass
+class _Pending:
+    message: Message
+    envelope: Envelope
+    short_topic: str
+
+
+class BatchProcessor:
+    """Apply a batch of messages effectively once."""
+
+    def __init__(self, session_factory: sessionmaker[Session], services: Services, topic_prefix: str) -> None:
+        self.session_factory = session_factory
+        self.services = services
+        self.topic_prefix = topic_prefix
+
+    def process(self, messages: Sequence[Message]) -> list[DeadLetter]:
+        """Apply `messages` in one transaction; isolate a failing message when the batch fails."""
+        try:
+            with session_scope(self.session_factory) as session:
+                return self._apply(session, messages)
+        except TRANSIENT_ERRORS as error:
+            raise TransientFailure(str(error).splitlines()[0]) from error
+        except Exception:
+            if len(messages) == 1:
+                raise
+            logger.warning("batch of %d failed; retrying message by message", len(messages), exc_info=True)
+        dead: list[DeadLetter] = []
+        for message in messages:
+            try:
+                with session_scope(self.session_factory) as session:
+                    dead.extend(self._apply(session, [message]))
+            except TRANSIENT_ERRORS as error:
+                raise TransientFailure(str(error).splitlines()[0]) from error
+            except Exception as error:
+                logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                dead.append(
+                    DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)
+                )
+        return dead
+
+    # ---- one transaction ----------------------------------------------------------------
+
+    def _apply(self, session: Session, messages: Sequence[Message]) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        pending: list[_Pending] = []
+        for message in messages:
+            short_topic = message.topic.removeprefix(self.topic_prefix)
+            try:
+                envelope = parse_envelope(message.value, message.headers)
+            except PoisonMessage as error:
+                dead.append(DeadLetter(message, "PoisonMessage", str(error)))
+                continue
+            if not self._known(short_topic, envelope.event_type):
+                if short_topic in SHARED_TOPICS:
+                    metrics.EVENTS_SKIPPED.labels(message.topic, envelope.event_type[:64]).inc()
+                else:
+                    reason = f"unknown event type {envelope.event_type!r} on {message.topic}"
+                    dead.append(DeadLetter(message, "UnknownEventType", reason))
+                continue
+            pending.append(_Pending(message, envelope, short_topic))
+        pending = self._drop_duplicates(session, pending)
+        readings: list[_Pending] = []
+        for item in pending:
+            if item.envelope.event_type == READINGS_EVENT:
+                readings.append(item)
+                continue
+            # Other events may depend on the readings before them (an erasure): flush first.
+            dead.extend(self._flush_readings(session, readings))
+            readings = []
+            try:
+                with session.begin_nested():
+                    HANDLERS[item.short_topic][item.envelope.event_type](
+                        session, item.envelope.payload, self.services
+                    )
+                    household_store.record_processed(
+                        session, [(item.envelope.event_id, item.envelope.event_type)]
+                    )
+            except PoisonMessage as error:
+                dead.append(DeadLetter(item.message, "PoisonMessage", str(error)))
+                continue
+            metrics.EVENTS_PROCESSED.labels(item.message.topic, item.envelope.event_type).inc()
+        dead.extend(self._flush_readings(session, readings))
+        return dead
+
+    def _known(self, short_topic: str, event_type: str) -> bool:
+        if short_topic == READINGS_TOPIC:
+            return event_type == READINGS_EVENT
+        return event_type in HANDLERS.get(short_topic, {})
+
+    def _drop_duplicates(self, session: Session, pending: list[_Pending]) -> list[_Pending]:
+        """Drop events already processed, and repeats within the batch."""
+        seen = household_store.processed_event_ids(session, {p.envelope.event_id for p in pending})
+        unique: list[_Pending] = []
+        for item in pending:
+            if item.envelope.event_id in seen:
+                metrics.EVENTS_DUPLICATE.labels(item.message.topic).inc()
+                continue
+            seen.add(item.envelope.event_id)
+            unique.append(item)
+        return unique
+
+    def _flush_readings(self, session: Session, items: list[_Pending]) -> list[DeadLetter]:
+        """Validate, resolve and store a run of MeterReadings events with one upsert and one recompute."""
+        if not items:
+            return []
+        dead: list[DeadLetter] = []
+        valid: list[tuple[_Pending, dict[str, Any]]] = []
+        for item in items:
+            try:
+                valid.append((item, load_payload(MeterReadingsSchema(), item.envelope.payload)))
+            except PoisonMessage as error:
+                dead.append(DeadLetter(item.message, "PoisonMessage", str(error)))
+        devices = household_store.resolve_devices(
+            session, {data["device_id"] for _, data in valid if not data.get("user_id")}
+        )
+        owned: list[tuple[_Pending, dict[str, Any], str]] = []
+        for item, data in valid:
+            user_id = data.get("user_id") or devices.get(data["device_id"])
+            if user_id is None:
+                dead.append(
+                    DeadLetter(
+                        item.message,
+                        "UnknownDevice",
+                        f"device id {data['device_id']!r} is not mapped to a user",
+                    )
+                )
+                continue
+            owned.append((item, data, user_id))
+        erased = household_store.erased_user_ids(session, {user_id for _, _, user_id in owned})
+        accepted = []
+        for item, data, user_id in owned:
+            if user_id in erased:
+                dead.append(DeadLetter(item.message, "ErasedUser", f"user {user_id} was erased"))
+            else:
+                accepted.append((item, data, user_id))
+        if not accepted:
+            return dead
+        frame = _readings_frame(accepted)
+        household_store.ensure_households(session, frame["user_id"].unique().tolist())
+        recomputed = self.services.updater.apply_readings(session, frame)
+        announce_updates(session, recomputed, "readings")
+        announce_closed_days(
+            session, recomputed.windows["user_id"].tolist(), self.services.settings.default_timezone
+        )
+        household_store.record_processed(
+            session, [(i.envelope.event_id, i.envelope.event_type) for i, _, _ in accepted]
+        )
+        for item, _, _ in accepted:
+            metrics.EVENTS_PROCESSED.labels(item.message.topic, READINGS_EVENT).inc()
+        return dead
+
+
+def _readings_frame(accepted: list[tuple[_Pending, dict[str, Any], str]]) -> pd.DataFrame:
+    """Flatten validated events into one frame of readings."""
+    rows = [
+        (
+            user_id,
+            data["source"],
+            int(reading["timestamp"].timestamp()),
+            reading["energy_imported_wh"],
+            reading["energy_exported_wh"],
+            reading.get("energy_generated_wh"),
+            reading.get("power_imported_w"),
+            reading.get("power_exported_w"),
+            reading.get("voltage_v"),
+        )
+        for _, data, user_id in accepted
+        for reading in data["readings"]
+    ]
+    frame = pd.DataFrame(rows, columns=READING_COLUMNS)
+    for column in READING_COLUMNS[3:]:
+        frame[column] = frame[column].astype("float64")
+    return frame

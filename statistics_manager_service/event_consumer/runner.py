@@ -1,0 +1,83 @@
+"""Wire the consumer and the outbox relay into a process's background."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from kafka import KafkaProducer
+
+from statistics_manager_service.event_consumer.consumer import EventConsumer
+from statistics_manager_service.event_consumer.handlers import Services
+from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
+from statistics_manager_service.event_producers.outbox import debezium_envelope
+from statistics_manager_service.event_producers.relay import OutboxRelay, Publisher, kafka_publisher
+from statistics_manager_service.storage.tables import OutboxEvent
+from statistics_manager_service.tariff_loading import apply_tariff_changes, updater_for
+
+if TYPE_CHECKING:
+    from statistics_manager_service.app import ServiceContext
+    from statistics_manager_service.background import Background
+
+logger = logging.getLogger(__name__)
+
+
+def build_processor(context: ServiceContext) -> BatchProcessor:
+    """The batch processor the consumer (and the in-process relay) use."""
+    services = Services(settings=context.settings, updater=updater_for(context))
+    return BatchProcessor(context.session_factory, services, context.settings.kafka_topic_prefix)
+
+
+def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publisher:
+    """Hand outbox rows straight to the processor, as if they had come back from the broker."""
+
+    def publish(events: Sequence[OutboxEvent]) -> None:
+        messages = [
+            Message(
+                f"{topic_prefix}{event.aggregatetype}",
+                0,
+                event.seq,
+                event.aggregateid.encode(),
+                debezium_envelope(event),
+            )
+            for event in events
+        ]
+        for dead in processor.process(messages):
+            logger.warning("in-process event %s failed: %s", dead.message.offset, dead.reason)
+
+    return publish
+
+
+def start_workers(context: ServiceContext, background: Background) -> None:
+    """Start the consumer and relay threads (or the in-process relay without a broker)."""
+    settings = context.settings
+    processor = build_processor(context)
+
+    def sync_tariffs(stop: threading.Event) -> None:
+        apply_tariff_changes(context, stop)
+
+    background.spawn("tariff-sync", sync_tariffs)
+    if not settings.kafka_enabled:
+        logger.info("KAFKA_BOOTSTRAP_SERVERS is not set: outbox events are handled in-process")
+        relay = OutboxRelay(
+            context.session_factory, in_process_publisher(processor, settings.kafka_topic_prefix)
+        )
+        context.extras["relay"] = relay
+        background.spawn("outbox-relay", relay.run)
+        return
+    consumer = EventConsumer(context, processor)
+    background.spawn("event-consumer", consumer.run)
+    producer_holder: dict[str, KafkaProducer] = {}
+
+    def publish(events: Sequence[OutboxEvent]) -> None:
+        if "producer" not in producer_holder:
+            producer_holder["producer"] = KafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", retries=5, linger_ms=5
+            )
+        kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
+
+    relay = OutboxRelay(context.session_factory, publish)
+    context.extras["relay"] = relay
+    background.spawn("outbox-relay", relay.run)

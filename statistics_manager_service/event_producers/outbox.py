@@ -1,0 +1,93 @@
+"""The transactional outbox: events are written in the same transaction as the change they announce."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.storage.tables import OutboxEvent
+
+STATISTICS_AGGREGATE = "statistics"
+
+
+def add_event(
+    session: Session,
+    event_type: str,
+    aggregate_id: str,
+    payload: Mapping[str, Any],
+    aggregate_type: str = STATISTICS_AGGREGATE,
+    event_id: str | None = None,
+) -> str:
+    """Queue an event for publication to `<prefix><aggregate_type>`; return its id."""
+    event_id = event_id or str(uuid.uuid4())
+    session.add(
+        OutboxEvent(
+            id=event_id,
+            aggregatetype=aggregate_type,
+            aggregateid=aggregate_id,
+            type=event_type,
+            timestamp=int(time.time() * 1000),
+            payload=orjson.dumps(payload).decode(),
+        )
+    )
+    return event_id
+
+
+def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
+    """Return the oldest unsent events, locked against other relays (skipped if already locked)."""
+    statement = (
+        sa.select(OutboxEvent).where(OutboxEvent.sent_at.is_(None)).order_by(OutboxEvent.seq).limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return list(session.scalars(statement))
+
+
+def mark_sent(session: Session, events: list[OutboxEvent]) -> None:
+    """Mark events as published."""
+    now = int(time.time() * 1000)
+    for event in events:
+        event.sent_at = now
+
+
+def count_pending(session: Session) -> int:
+    """Count the events not yet published."""
+    return int(
+        session.execute(
+            sa.select(sa.func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
+        ).scalar_one()
+    )
+
+
+def debezium_envelope(event: OutboxEvent) -> bytes:
+    """Encode an outbox row the way Debezium's outbox event router publishes it."""
+    body = {
+        "schema": {
+            "type": "struct",
+            "name": "io.debezium.outbox.Event",
+            "optional": False,
+            "fields": [
+                {"field": "eventId", "type": "string", "optional": False},
+                {"field": "eventType", "type": "string", "optional": False},
+                {"field": "aggregateType", "type": "string", "optional": False},
+                {"field": "aggregateId", "type": "string", "optional": False},
+                {"field": "timestamp", "type": "int64", "optional": False},
+                {"field": "payload", "type": "string", "optional": False},
+            ],
+        },
+        "payload": {
+            "eventId": event.id,
+            "eventType": event.type,
+            "aggregateType": event.aggregatetype,
+            "aggregateId": event.aggregateid,
+            "timestamp": event.timestamp,
+            "payload": event.payload,
+        },
+    }
+    return orjson.dumps(body)

@@ -1,0 +1,97 @@
+"""The outbox relay: publish unsent outbox rows in order, then mark them sent.
+
+With a broker, rows go to `<prefix><aggregatetype>` in the Debezium outbox envelope. Without one
+(the embedded default), rows are handed to the consumer's own processor in-process, so the
+producer endpoints work there too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from statistics_manager_service import metrics
+from statistics_manager_service.event_consumer.consumer import Backoff
+from statistics_manager_service.event_producers.outbox import (
+    count_pending,
+    debezium_envelope,
+    mark_sent,
+    pending_events,
+)
+from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.tables import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+IDLE_WAIT_S = 0.5
+
+Publisher = Callable[[Sequence[OutboxEvent]], None]
+
+
+class OutboxRelay:
+    """Move outbox rows to their destination, at least once and in order."""
+
+    def __init__(self, session_factory: sessionmaker[Session], publish: Publisher) -> None:
+        self.session_factory = session_factory
+        self.publish = publish
+        self.wakeup = threading.Event()
+
+    def relay_once(self) -> int:
+        """Publish one batch of pending rows; return how many were sent."""
+        with session_scope(self.session_factory) as session:
+            events = pending_events(session, BATCH_SIZE)
+            if not events:
+                metrics.OUTBOX_PENDING.set(0)
+                return 0
+            self.publish(events)
+            mark_sent(session, events)
+            for event in events:
+                metrics.OUTBOX_PUBLISHED.labels(event.type).inc()
+            metrics.OUTBOX_PENDING.set(max(0, count_pending(session) - len(events)))
+            return len(events)
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until stopped; back off while the broker or database is unavailable."""
+        backoff = Backoff(stop)
+        while not stop.is_set():
+            try:
+                sent = self.relay_once()
+            except (KafkaError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:
+                logger.warning("outbox relay paused: %s", str(error).splitlines()[0])
+                backoff.wait()
+                continue
+            except Exception:
+                logger.exception("outbox relay failed; retrying")
+                backoff.wait()
+                continue
+            backoff.reset()
+            if sent < BATCH_SIZE:
+                self.wakeup.wait(IDLE_WAIT_S)
+                self.wakeup.clear()
+
+
+def kafka_publisher(producer: KafkaProducer, topic_prefix: str) -> Publisher:
+    """Publish rows to Kafka and wait for every acknowledgement."""
+
+    def publish(events: Sequence[OutboxEvent]) -> None:
+        futures = [
+            producer.send(
+                f"{topic_prefix}{event.aggregatetype}",
+                key=event.aggregateid.encode(),
+                value=debezium_envelope(event),
+                headers=[("id", event.id.encode()), ("eventType", event.type.encode())],
+            )
+            for event in events
+        ]
+        producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)
+
+    return publish

@@ -1,0 +1,221 @@
+"""Marshmallow schemas of the event payloads this service consumes: unknown fields are ignored,
+wrong types and impossible values are rejected with a reason that names the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
+
+USER_ID_LENGTH = 10
+SOURCES = ("hub", "dongle", "smart_meter")
+TARIFF_TYPES = ("simple", "bi-hourly", "tri-hourly", "dynamic")
+# Readings older than this are absurd for a household meter (the register could not be read).
+EARLIEST_READING = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# A clock a little ahead is tolerated; a day ahead is a broken clock.
+MAX_FUTURE = dt.timedelta(days=1)
+MAX_READINGS_PER_EVENT = 50_000
+MAX_REGISTER_WH = 1e12  # a terawatt-hour: no household register reaches it
+MAX_SIGNAL_VALUES = 10_000
+_POWER_PATTERN = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*(k?VA|kW)?\s*$", re.IGNORECASE)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Base(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class UtcDateTime(fields.DateTime):
+    """An ISO-8601 instant; a value without an offset is taken as UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        if isinstance(value, str) and value.endswith("Z"):
+            value = value[:-1] + "+00:00"
+        parsed: dt.datetime = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
+
+
+def _finite(
+    minimum: float | None = 0.0, maximum: float | None = None, required: bool = False
+) -> fields.Float:
+    return fields.Float(
+        required=required,
+        allow_none=not required,
+        allow_nan=False,
+        validate=validate.Range(min=minimum, max=maximum),
+    )
+
+
+class ReadingSchema(_Base):
+    """One reading: cumulative registers (Wh) and optional instantaneous values."""
+
+    timestamp = UtcDateTime(required=True)
+    energy_imported_wh = _finite(0.0, MAX_REGISTER_WH, required=True)
+    energy_exported_wh = _finite(0.0, MAX_REGISTER_WH, required=True)
+    energy_generated_wh = _finite(0.0, MAX_REGISTER_WH)
+    power_imported_w = _finite(0.0, 1e7)
+    power_exported_w = _finite(0.0, 1e7)
+    voltage_v = _finite(0.0, 1000.0)
+
+    @validates("timestamp")
+    def _plausible_time(self, value: dt.datetime, **_: Any) -> None:
+        if value < EARLIEST_READING:
+            raise ValidationError(f"timestamp {value.isoformat()} is before {EARLIEST_READING.date()}")
+        if value > _utc_now() + MAX_FUTURE:
+            raise ValidationError(f"timestamp {value.isoformat()} lies in the future")
+
+
+class MeterReadingsSchema(_Base):
+    """A batch of readings from one device of one household."""
+
+    user_id = fields.String(validate=validate.Length(equal=USER_ID_LENGTH))
+    device_id = fields.String(validate=validate.Length(min=1, max=128))
+    source = fields.String(required=True, validate=validate.OneOf(SOURCES))
+    readings = fields.List(
+        fields.Nested(ReadingSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_READINGS_PER_EVENT),
+    )
+
+    @validates_schema
+    def _has_owner(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("user_id") and not data.get("device_id"):
+            raise ValidationError("either user_id or device_id is required", "user_id")
+
+
+def parse_contracted_power(value: Any) -> float | None:
+    """Turn "6.9 kVA" (or 6.9) into kVA."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        match = _POWER_PATTERN.match(str(value))
+        if not match:
+            raise ValidationError(f"contracted_power {value!r} is not like '6.9 kVA'")
+        number = float(match.group(1).replace(",", "."))
+    if not 0 < number <= 1000:
+        raise ValidationError(f"contracted_power {value!r} is out of range")
+    return number
+
+
+class AccountSchema(_Base):
+    """The account manager's user record, reduced to what statistics need."""
+
+    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    tarif_type = fields.String(allow_none=True, validate=validate.OneOf(TARIFF_TYPES))
+    tariff_type = fields.String(allow_none=True, validate=validate.OneOf(TARIFF_TYPES))
+    contracted_power = fields.Raw(allow_none=True)
+    country = fields.String(allow_none=True, validate=validate.Length(min=2, max=8))
+    postal_code = fields.String(allow_none=True, validate=validate.Length(max=16))
+    meter_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    api_key = fields.String(allow_none=True, validate=validate.Length(max=128))
+    timezone = fields.String(allow_none=True)
+
+    @validates("timezone")
+    def _known_zone(self, value: str | None, **_: Any) -> None:
+        if value is None:
+            return
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(f"timezone {value!r} is not an IANA time zone") from None
+
+    @validates("contracted_power")
+    def _power(self, value: Any, **_: Any) -> None:
+        parse_contracted_power(value)
+
+
+class SignalValueSchema(_Base):
+    """One value of a grid-signal series."""
+
+    timestamp = UtcDateTime(required=True)
+    value = fields.Float(required=True, allow_nan=False)
+
+
+class _SignalSchema(_Base):
+    zone = fields.String(required=True, validate=validate.Length(min=2, max=8))
+    unit = fields.String(load_default=None)
+    resolution_minutes = fields.Integer(
+        load_default=60, validate=validate.Range(min=1, max=1440, error="resolution_minutes must be 1..1440")
+    )
+    values = fields.List(
+        fields.Nested(SignalValueSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_SIGNAL_VALUES),
+    )
+
+
+class CarbonIntensitySchema(_SignalSchema):
+    """A carbon-intensity series (gCO2eq/kWh) of a zone, actual or forecast."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(("actual", "forecast")))
+
+    @validates_schema
+    def _non_negative(self, data: dict[str, Any], **_: Any) -> None:
+        if any(item["value"] < 0 for item in data.get("values", [])):
+            raise ValidationError("carbon intensity cannot be negative", "values")
+        unit = (data.get("unit") or "gCO2eq/kWh").replace("₂", "2").lower()
+        if unit not in ("gco2eq/kwh", "gco2/kwh"):
+            raise ValidationError(f"unit {data.get('unit')!r} is not gCO2eq/kWh", "unit")
+
+
+class EnergyPricesSchema(_SignalSchema):
+    """A price series (EUR/kWh) of a zone for import or export; prices may be negative."""
+
+    direction = fields.String(required=True, validate=validate.OneOf(("import", "export")))
+
+    @validates_schema
+    def _unit(self, data: dict[str, Any], **_: Any) -> None:
+        unit = (data.get("unit") or "EUR/kWh").lower()
+        if unit not in ("eur/kwh", "€/kwh"):
+            raise ValidationError(f"unit {data.get('unit')!r} is not EUR/kWh", "unit")
+        if any(abs(item["value"]) > 100 for item in data.get("values", [])):
+            raise ValidationError("price beyond ±100 EUR/kWh", "values")
+
+
+class MockCurveSchema(_Base):
+    """Ask for a deterministic mock forecast and real curve of one local day."""
+
+    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    start_date = UtcDateTime(required=True)
+    delivery_time = fields.Integer(required=True, validate=validate.Range(min=15, max=1440))
+
+
+class ForecastValueSchema(_Base):
+    """One forecast value."""
+
+    timestamp = UtcDateTime(required=True)
+    energy_kwh = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0))
+
+
+class ForecastComputedSchema(_Base):
+    """A household's consumption forecast for a day (values inline, or fetched when absent)."""
+
+    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    forecast_day = fields.Date(required=True)
+    interval_minutes = fields.Integer(load_default=15, validate=validate.Range(min=15, max=1440))
+    values = fields.List(fields.Nested(ForecastValueSchema), load_default=None, allow_none=True)
+
+
+class RealDataSchema(_Base):
+    """Ask to recompute a household's statistics over a window from stored readings."""
+
+    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    start_datetime = UtcDateTime(required=True)
+    end_datetime = UtcDateTime(load_default=None, allow_none=True)
+
+
+class UserIdSchema(_Base):
+    """Any event that only needs the user id."""
+
+    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))

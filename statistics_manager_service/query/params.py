@@ -1,0 +1,97 @@
+"""Request parameters turned into typed values, with 400s that name the parameter."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+
+from statistics_manager_service.aggregation.rollup import Granularity
+from statistics_manager_service.exception_handling_utils.errors import BadRequest
+
+# group_by value -> (stored granularity, engine granularity or None for 15 minutes, nominal seconds)
+GROUPS: dict[str, tuple[str, Granularity | None, int]] = {
+    "15_mins": ("15_mins", None, 900),
+    "hourly": ("hourly", "hour", 3600),
+    "daily": ("daily", "day", 86_400),
+    "weekly": ("weekly", "week", 7 * 86_400),
+    "monthly": ("monthly", "month", 28 * 86_400),
+    "yearly": ("yearly", "year", 365 * 86_400),
+}
+MAX_BUCKETS = 100_000
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_instant(value: str, name: str) -> dt.datetime:
+    """Parse an ISO-8601 date-time (or date) into an aware UTC datetime; no offset means UTC."""
+    text = value.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            parsed = dt.datetime.combine(dt.date.fromisoformat(text), dt.time())
+        else:
+            parsed = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        raise BadRequest(f"{name} is not a valid ISO-8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def parse_day(value: str, name: str) -> dt.date:
+    """Parse a date, or the date part of a date-time the mobile app sends (`2026-01-21T00:00:00.000Z`)."""
+    text = value.strip()
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        raise BadRequest(f"{name} is not a valid date: {value!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesRequest:
+    """A historic-series request: who, which buckets, over which range."""
+
+    user_ids: tuple[str, ...]
+    group_by: str
+    start_s: int
+    end_s: int
+    include_quality: bool = False
+
+    @property
+    def granularity(self) -> str:
+        """Return the stored granularity name."""
+        return GROUPS[self.group_by][0]
+
+    @property
+    def engine_granularity(self) -> Granularity | None:
+        """Return the engine's granularity name (None for 15-minute buckets)."""
+        return GROUPS[self.group_by][1]
+
+
+def series_request(
+    user_ids: list[str] | str,
+    start_date: str,
+    end_date: str | None,
+    group_by: str,
+    include_quality: bool = False,
+    now: dt.datetime | None = None,
+) -> SeriesRequest:
+    """Validate the parameters of a historic endpoint."""
+    ids = [user_ids] if isinstance(user_ids, str) else list(user_ids)
+    unique_ids = tuple(dict.fromkeys(i.strip() for i in ids if i.strip()))
+    if not unique_ids:
+        raise BadRequest("user_ids must name at least one user")
+    if group_by not in GROUPS:
+        raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}")
+    start = parse_instant(start_date, "start_date")
+    end = parse_instant(end_date, "end_date") if end_date else (now or dt.datetime.now(dt.UTC))
+    if start >= end:
+        raise BadRequest("start_date must be before end_date")
+    start_s, end_s = int(start.timestamp()), int(end.timestamp())
+    nominal_s = GROUPS[group_by][2]
+    estimate = len(unique_ids) * (-(-(end_s - start_s) // nominal_s) + 1)
+    if estimate > MAX_BUCKETS:
+        raise BadRequest(
+            f"the request would return about {estimate} buckets (limit {MAX_BUCKETS}); "
+            "narrow the date range, use a coarser group_by or ask for fewer user_ids"
+        )
+    return SeriesRequest(unique_ids, group_by, start_s, end_s, include_quality)

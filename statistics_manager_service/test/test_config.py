@@ -1,0 +1,67 @@
+"""Settings come from the environment once, with safe defaults and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from statistics_manager_service.config import DEFAULT_DATABASE_URL, ConfigurationError, Settings
+
+STRONG_KEY = "k" * 64
+
+
+def test_defaults_run_the_embedded_mode_without_any_variable() -> None:
+    settings = Settings.from_env({}, dotenv_path=None)
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.is_sqlite
+    assert settings.port == 8080
+    assert not settings.kafka_enabled
+    assert settings.topic("meter-readings") == "hems.meter-readings"
+    assert settings.jwt_sign_algorithm == "HS512"
+
+
+def test_server_database_refuses_the_default_signing_key() -> None:
+    with pytest.raises(ConfigurationError, match="JWT_SIGN_KEY"):
+        Settings.from_env({"DATABASE_URL": "postgresql://db/statistics"}, dotenv_path=None)
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://db/statistics", "JWT_SIGN_KEY": STRONG_KEY}, dotenv_path=None
+    )
+    assert not settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "http", "PORT must be an integer"),
+        ("PORT", "70000", "PORT must be between"),
+        ("ALLOW_ANONYMOUS_INTERNAL", "maybe", "ALLOW_ANONYMOUS_INTERNAL must be true or false"),
+        ("JWT_SIGN_ALGORITHM", "none", "JWT_SIGN_ALGORITHM must be one of"),
+        ("DEFAULT_TIMEZONE", "Mars/Olympus", "DEFAULT_TIMEZONE is not a known IANA time zone"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json"),
+        ("TARIFFS_FILE", "/nonexistent/tariffs.yaml", "TARIFFS_FILE does not exist"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({name: value}, dotenv_path=None)
+
+
+def test_dotenv_fills_what_the_environment_does_not_set(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# local settings\nPORT=9090\nexport LOG_LEVEL='debug'\nKAFKA_TOPIC_PREFIX=test.\n")
+    settings = Settings.from_env({"PORT": "9191"}, dotenv_path=dotenv)
+    assert settings.port == 9191  # the environment wins
+    assert settings.log_level == "DEBUG"
+    assert settings.kafka_topic_prefix == "test."
+
+
+def test_kafka_settings_have_production_defaults_and_test_overrides() -> None:
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "localhost:9092"}, dotenv_path=None)
+    assert settings.kafka_enabled
+    assert settings.kafka_session_timeout_ms == 45_000
+    assert settings.kafka_heartbeat_interval_ms == 3_000
+    fast = Settings.from_env(
+        {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}, dotenv_path=None
+    )
+    assert (fast.kafka_session_timeout_ms, fast.kafka_heartbeat_interval_ms) == (6000, 1000)
