@@ -56,8 +56,13 @@ class Backoff:
 
     def wait(self) -> None:
         """Sleep the current delay (or until stopped) and double it."""
-        self.stop.wait(self.current_s)
+        self.stop.wait(self.next_delay())
+
+    def next_delay(self) -> float:
+        """Return the delay to wait now, and double the next one."""
+        delay = self.current_s
         self.current_s = min(self.current_s * 2, self.max_s)
+        return delay
 
     def reset(self) -> None:
         """Start again from the first delay."""
@@ -135,14 +140,34 @@ class EventConsumer:
             except (TransientFailure, KafkaError) as error:
                 broker = isinstance(error, KafkaError)
                 self._degraded(**({"broker": str(error)} if broker else {"database": str(error)}))
-                # Nothing was committed for this batch: read it again after the pause.
-                for tp, records in polled.items():
-                    consumer.seek(tp, records[0].offset)
-                backoff.wait()
+                self._rewind(consumer, polled)
+                self._pause(consumer, backoff.next_delay(), stop)
                 continue
             self._healthy()
             backoff.reset()
             metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _rewind(consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:
+        """Seek back to the batch's first offsets: nothing of it was committed."""
+        assigned = consumer.assignment()
+        for tp, records in polled.items():
+            if tp in assigned:  # a rebalance may have moved the partition to another member
+                consumer.seek(tp, records[0].offset)
+
+    @staticmethod
+    def _pause(consumer: KafkaConsumer, delay_s: float, stop: threading.Event) -> None:
+        """Wait out an outage while still polling (paused), so the group never stalls on us."""
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        deadline = time.monotonic() + delay_s
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=max(1, int(min(0.5, deadline - time.monotonic()) * 1000)))
+        except KafkaError as error:
+            logger.debug("poll during pause failed: %s", error)
+        finally:
+            consumer.resume(*paused)
 
     def _dead_letter(self, producer: KafkaProducer, dead: list[DeadLetter]) -> None:
         """Publish dead letters and wait for the broker to acknowledge them."""

@@ -31,7 +31,12 @@ def seeded(context: ServiceContext) -> ServiceContext:
     readings = [reading(start + dt.timedelta(minutes=15 * i), 100.0 * i) for i in range(5)]
     dead = process(
         context,
-        [account_message(USER), account_message(OTHER), meter_message(USER, readings), meter_message(OTHER, readings)],
+        [
+            account_message(USER),
+            account_message(OTHER),
+            meter_message(USER, readings),
+            meter_message(OTHER, readings),
+        ],
     )
     assert dead == []
     return context
@@ -88,7 +93,9 @@ def test_missing_correlation_id_is_400(client, auth_headers: Headers, seeded) ->
     assert response.json() == {"error": "missing X-Correlation-ID header"}
 
 
-def _token(algorithm: str = "HS512", key: str = TEST_JWT_KEY, expires_in_s: int = 600, **claims: object) -> str:
+def _token(
+    algorithm: str = "HS512", key: str = TEST_JWT_KEY, expires_in_s: int = 600, **claims: object
+) -> str:
     now = int(dt.datetime.now(dt.UTC).timestamp())
     return jwt.encode({"iat": now, "exp": now + expires_in_s, **claims}, key, algorithm=algorithm)
 
@@ -161,7 +168,8 @@ def test_anonymous_calls_only_when_allowed(context: ServiceContext, seeded) -> N
         response = client.get(CONSUMPTION.format(USER), headers=headers)
         assert response.status_code == 200
         forged = client.get(
-            CONSUMPTION.format(USER), headers={**headers, "Authorization": "Bearer " + _token(key="x" * 64, sub=USER)}
+            CONSUMPTION.format(USER),
+            headers={**headers, "Authorization": "Bearer " + _token(key="x" * 64, sub=USER)},
         )
         assert forged.status_code == 401  # a bad token is never treated as anonymous
 
@@ -177,7 +185,9 @@ def test_anonymous_calls_only_when_allowed(context: ServiceContext, seeded) -> N
         (f"user_ids={USER}&start_date=2026-03-02T00:00:00Z&end_date=2026-03-01T00:00:00Z", "start_date"),
     ],
 )
-def test_bad_parameters_are_400_naming_the_parameter(client, auth_headers: Headers, seeded, query: str, names: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_parameters_are_400_naming_the_parameter(
+    client, auth_headers: Headers, seeded, query: str, names: str
+) -> None:  # type: ignore[no-untyped-def]
     response = client.get(f"/api/statistics/energy-consumption?{query}", headers=auth_headers(service=True))
     assert response.status_code == 400
     body = response.json()
@@ -207,7 +217,9 @@ def test_an_unexpected_failure_is_a_generic_500(client, auth_headers: Headers, s
     assert "secret" not in response.text and "Traceback" not in response.text
 
 
-def test_log_lines_carry_the_correlation_id_as_json(client, auth_headers: Headers, seeded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_log_lines_carry_the_correlation_id_as_json(
+    client, auth_headers: Headers, seeded, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     stream = io.StringIO()
     configure_logging("INFO", "json")
     handler = logging.getLogger().handlers[0]

@@ -1,1 +1,5 @@
-"""Pytest fixtures around the real Kafka-protocol broker (filled in with the broker support)."""
+"""Pytest fixtures around the real Kafka-protocol broker (tansu, or KAFKA_BOOTSTRAP_SERVERS)."""
+
+from statistics_manager_service.test.support.kafka_broker import kafka_broker, kafka_broker_factory
+
+__all__ = ["kafka_broker", "kafka_broker_factory"]
