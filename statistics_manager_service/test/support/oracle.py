@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 BUCKET_S = 900
@@ -32,7 +33,7 @@ def register_at(points: list[tuple[int, float]], instant: float) -> float:
     """Linear interpolation of the continuous register at `instant` (clamped to the span)."""
     if instant <= points[0][0]:
         return points[0][1]
-    for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
+    for (t0, v0), (t1, v1) in itertools.pairwise(points):
         if t0 <= instant <= t1:
             return v0 + (v1 - v0) * (instant - t0) / (t1 - t0)
     return points[-1][1]
