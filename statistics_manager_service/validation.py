@@ -11,7 +11,9 @@ class NamingParameterValidator(ParameterValidator):
     """Connexion's parameter validator, with the parameter's name at the front of every error."""
 
     @staticmethod
-    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None) -> str | None:
+    def validate_parameter(
+        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+    ) -> str | None:
         """Return an error naming the parameter, or None when the value is valid."""
         error: str | None = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
         if error is None or error.startswith("Missing"):

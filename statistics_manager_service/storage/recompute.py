@@ -144,7 +144,9 @@ class StatisticsUpdater:
         ]
         frame = pd.DataFrame(rows, columns=HOUSEHOLD_COLUMNS)
         # Until the account manager says otherwise, a household has the most common contract.
-        frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64").fillna(DEFAULT_CONTRACTED_KVA)
+        frame["contracted_power_kva"] = (
+            frame["contracted_power_kva"].astype("float64").fillna(DEFAULT_CONTRACTED_KVA)
+        )
         return frame
 
     def _reading_windows(
