@@ -99,7 +99,9 @@ def context(session_context: ServiceContext) -> Iterator[ServiceContext]:
     session_context.broker_error = None
     session_context.consumer_error = None
     session_context.extras.clear()
+    settings = session_context.settings
     yield session_context
+    session_context.settings = settings
 
 
 @pytest.fixture
