@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -105,6 +106,11 @@ def _serve(role: str, demo: bool) -> int:
         from statistics_manager_service.app import create_app
 
         target = create_app(settings, context=context)
+    # uvicorn handles SIGTERM/SIGINT itself and re-raises the signal once it has shut down; with
+    # these handlers in place that re-raise returns here, so the background workers stop cleanly.
+    stop_signals: list[int] = []
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda number, _frame: stop_signals.append(number))
     try:
         uvicorn.run(
             target,  # type: ignore[arg-type]
@@ -120,7 +126,7 @@ def _serve(role: str, demo: bool) -> int:
     finally:
         background.stop()
         context.engine.dispose()
-        logger.info("stopped after %.0f s", time.monotonic() - started)
+        logger.info("stopped after %.0f s (signals: %s)", time.monotonic() - started, stop_signals or "none")
     return 0
 
 
