@@ -88,6 +88,7 @@ class Settings:
     forecast_api_url: str | None = None
     forecast_api_timeout_s: float = 5.0
     run_migrations_on_start: bool = True
+    outbox_relay_enabled: bool = True
 
     @property
     def is_sqlite(self) -> bool:
@@ -189,5 +190,6 @@ class Settings:
             run_migrations_on_start=_parse_bool(
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
             ),
+            outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
         )
         return settings.validate()

@@ -69,6 +69,9 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         return
     consumer = EventConsumer(context, processor)
     background.spawn("event-consumer", consumer.run)
+    if not settings.outbox_relay_enabled:
+        logger.info("OUTBOX_RELAY_ENABLED=false: the outbox table is left to Debezium")
+        return
     producer_holder: dict[str, KafkaProducer] = {}
 
     def publish(events: Sequence[OutboxEvent]) -> None:

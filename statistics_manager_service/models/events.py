@@ -20,6 +20,7 @@ MAX_FUTURE = dt.timedelta(days=1)
 MAX_READINGS_PER_EVENT = 50_000
 MAX_REGISTER_WH = 1e12  # a terawatt-hour: no household register reaches it
 MAX_SIGNAL_VALUES = 10_000
+MAX_CONTRACTED_KVA = 41.4  # the largest normal low-voltage (BTN) contract the tariff book prices
 _POWER_PATTERN = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*(k?VA|kW)?\s*$", re.IGNORECASE)
 
 
@@ -103,8 +104,10 @@ def parse_contracted_power(value: Any) -> float | None:
         if not match:
             raise ValidationError(f"contracted_power {value!r} is not like '6.9 kVA'")
         number = float(match.group(1).replace(",", "."))
-    if not 0 < number <= 1000:
-        raise ValidationError(f"contracted_power {value!r} is out of range")
+    if not 0 < number <= MAX_CONTRACTED_KVA:
+        raise ValidationError(
+            f"contracted_power {value!r} is outside 0-{MAX_CONTRACTED_KVA} kVA (household low-voltage contracts)"
+        )
     return number
 
 
