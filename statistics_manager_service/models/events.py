@@ -21,6 +21,8 @@ MAX_READINGS_PER_EVENT = 50_000
 MAX_REGISTER_WH = 1e12  # a terawatt-hour: no household register reaches it
 MAX_SIGNAL_VALUES = 10_000
 MAX_CONTRACTED_KVA = 41.4  # the largest normal low-voltage (BTN) contract the tariff book prices
+# Printable ASCII without spaces: what the account manager issues, and safe in every database.
+USER_ID = validate.Regexp(r"^[\x21-\x7e]{10}$", error="user_id must be 10 printable characters")
 _POWER_PATTERN = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*(k?VA|kW)?\s*$", re.IGNORECASE)
 
 
@@ -78,7 +80,7 @@ class ReadingSchema(_Base):
 class MeterReadingsSchema(_Base):
     """A batch of readings from one device of one household."""
 
-    user_id = fields.String(validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(validate=USER_ID)
     device_id = fields.String(validate=validate.Length(min=1, max=128))
     source = fields.String(required=True, validate=validate.OneOf(SOURCES))
     readings = fields.List(
@@ -114,7 +116,7 @@ def parse_contracted_power(value: Any) -> float | None:
 class AccountSchema(_Base):
     """The account manager's user record, reduced to what statistics need."""
 
-    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(required=True, validate=USER_ID)
     tarif_type = fields.String(allow_none=True, validate=validate.OneOf(TARIFF_TYPES))
     tariff_type = fields.String(allow_none=True, validate=validate.OneOf(TARIFF_TYPES))
     contracted_power = fields.Raw(allow_none=True)
@@ -189,7 +191,7 @@ class EnergyPricesSchema(_SignalSchema):
 class MockCurveSchema(_Base):
     """Ask for a deterministic mock forecast and real curve of one local day."""
 
-    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(required=True, validate=USER_ID)
     start_date = UtcDateTime(required=True)
     delivery_time = fields.Integer(required=True, validate=validate.Range(min=15, max=1440))
 
@@ -204,7 +206,7 @@ class ForecastValueSchema(_Base):
 class ForecastComputedSchema(_Base):
     """A household's consumption forecast for a day (values inline, or fetched when absent)."""
 
-    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(required=True, validate=USER_ID)
     forecast_day = fields.Date(required=True)
     interval_minutes = fields.Integer(load_default=15, validate=validate.Range(min=15, max=1440))
     values = fields.List(fields.Nested(ForecastValueSchema), load_default=None, allow_none=True)
@@ -213,7 +215,7 @@ class ForecastComputedSchema(_Base):
 class RealDataSchema(_Base):
     """Ask to recompute a household's statistics over a window from stored readings."""
 
-    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(required=True, validate=USER_ID)
     start_datetime = UtcDateTime(required=True)
     end_datetime = UtcDateTime(load_default=None, allow_none=True)
 
@@ -221,4 +223,4 @@ class RealDataSchema(_Base):
 class UserIdSchema(_Base):
     """Any event that only needs the user id."""
 
-    user_id = fields.String(required=True, validate=validate.Length(equal=USER_ID_LENGTH))
+    user_id = fields.String(required=True, validate=USER_ID)
