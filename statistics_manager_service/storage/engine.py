@@ -12,6 +12,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from statistics_manager_service import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,8 +27,22 @@ def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _count_pool_usage(engine: Engine) -> None:
+    """Keep the pool gauges current from the pool's own events (each process counts its own)."""
+    size = getattr(engine.pool, "size", None)
+    metrics.DB_POOL_SIZE.set(size() if callable(size) else 0)
+    event.listen(engine, "checkout", lambda *_: metrics.DB_POOL_IN_USE.inc())
+    event.listen(engine, "checkin", lambda *_: metrics.DB_POOL_IN_USE.dec())
+
+
 def make_engine(database_url: str, pool_size: int = 10) -> Engine:
     """Create the engine: pre-ping pool on servers, WAL mode on SQLite."""
+    engine = _make_engine(database_url, pool_size)
+    _count_pool_usage(engine)
+    return engine
+
+
+def _make_engine(database_url: str, pool_size: int) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":

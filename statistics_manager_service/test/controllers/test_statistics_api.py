@@ -507,3 +507,18 @@ def test_forecasts_are_fetched_with_retries(
             {"timestamp": "2026-03-28T00:00:00+00:00", "energy": 24.0, "units": "kWh", "slot_number": 1}
         ]
         assert body[0]["real"][0]["energy"] == pytest.approx(24.0)
+
+
+def test_forecast_vs_real_pages_through_every_household_for_a_service(
+    client, auth_headers: Headers, households
+) -> None:  # type: ignore[no-untyped-def]
+    query = "/api/statistics/energy-consumed-forecast-vs-real?start_date=2026-03-28T00:00:00Z&end_date=2026-03-29T00:00:00Z&page_size=1"
+    first = client.get(query + "&page=1", headers=auth_headers(service=True))
+    second = client.get(query + "&page=2", headers=auth_headers(service=True))
+    beyond = client.get(query + "&page=3", headers=auth_headers(service=True))
+    assert first.headers["X-Total-Count"] == "2"
+    assert [item["user_id"] for item in first.json() + second.json()] == sorted([PV_HOME, FLAT])
+    assert beyond.json() == []
+    own = client.get(query, headers=auth_headers(user_id=FLAT))
+    assert [item["user_id"] for item in own.json()] == [FLAT]
+    assert own.json()[0]["real"][0]["energy"] == pytest.approx(24.0)
