@@ -5,32 +5,18 @@ from __future__ import annotations
 import flask
 
 from statistics_manager_service.app import service_context
-from statistics_manager_service.controllers.common import authorized_session_call, series_response
+from statistics_manager_service.controllers.common import authorized_session_call
+from statistics_manager_service.controllers.endpoints import series_endpoint
 from statistics_manager_service.controllers.responses import json_response
 from statistics_manager_service.query.params import parse_day
 from statistics_manager_service.query.summary import load_summary
 
-
-def energy_cost_get(
-    user_ids: list[str],
-    start_date: str,
-    group_by: str = "daily",
-    end_date: str | None = None,
-    include_quality: bool = False,
-) -> flask.Response:
-    """Energy cost, fixed cost, export revenue and net cost (EUR) per bucket."""
-    return series_response("cost", user_ids, start_date, end_date, group_by, include_quality)
-
-
-def co2_footprint_get(
-    user_ids: list[str],
-    start_date: str,
-    group_by: str = "daily",
-    end_date: str | None = None,
-    include_quality: bool = False,
-) -> flask.Response:
-    """Emissions of grid imports and emissions avoided by self-consumption (kgCO2eq) per bucket."""
-    return series_response("co2", user_ids, start_date, end_date, group_by, include_quality)
+energy_cost_get = series_endpoint(
+    "cost", "Energy cost, fixed cost, export revenue and net cost (EUR) per bucket."
+)
+co2_footprint_get = series_endpoint(
+    "co2", "Emissions of grid imports and emissions avoided by self-consumption (kgCO2eq) per bucket."
+)
 
 
 def statistics_summary_get(user_id: str, date: str | None = None) -> flask.Response:
