@@ -108,7 +108,7 @@ def parse_contracted_power(value: Any) -> float | None:
         number = float(match.group(1).replace(",", "."))
     if not 0 < number <= MAX_CONTRACTED_KVA:
         raise ValidationError(
-            f"contracted_power {value!r} is outside 0-{MAX_CONTRACTED_KVA} kVA (household low-voltage contracts)"
+            f"contracted_power {value!r} is outside 0-{MAX_CONTRACTED_KVA} kVA (household contracts)"
         )
     return number
 

@@ -65,10 +65,14 @@ def test_every_reference_path_parameter_and_field_exists() -> None:
             if method not in ("get", "post", "put", "delete", "patch"):
                 continue
             mine = ours["paths"][path][method]
-            assert _parameter_names(reference, operation) <= _parameter_names(ours, mine) | {"X-Correlation-ID"}
+            assert _parameter_names(reference, operation) <= _parameter_names(ours, mine) | {
+                "X-Correlation-ID"
+            }
             for status, response in operation["responses"].items():
                 content = _resolve(reference, response).get("content", {})
                 for media, body in content.items():
                     mine_body = _resolve(ours, mine["responses"][str(status)])["content"][media]
-                    missing = _response_fields(reference, body["schema"]) - _response_fields(ours, mine_body["schema"])
+                    missing = _response_fields(reference, body["schema"]) - _response_fields(
+                        ours, mine_body["schema"]
+                    )
                     assert not missing, f"{method.upper()} {path} {status}: {sorted(missing)}"
