@@ -28,7 +28,7 @@ RUN pip install -r requirements.txt
 
 # The package itself, without re-resolving dependencies (they are pinned above). Tests are not
 # part of the image (see .dockerignore).
-COPY setup.py pyproject.toml README.md LICENSE ./
+COPY setup.py pyproject.toml README.md LICENSE demo-requirements.txt ./
 COPY statistics_manager_service ./statistics_manager_service
 # Smoke test of the installed package (not the source tree): the migrations it ships apply.
 RUN pip install --no-deps . \

@@ -36,5 +36,8 @@ setup(
         ]
     },
     install_requires=_requirements("requirements.txt"),
+    extras_require={
+        "demo": [r for r in _requirements("demo-requirements.txt") if r not in _requirements("requirements.txt")]
+    },
     entry_points={"console_scripts": ["statistics-manager=statistics_manager_service.__main__:main"]},
 )

@@ -3,7 +3,7 @@
 # Extra arguments go to the service, e.g. `scripts/run.sh --role api` (then without --demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-venv.sh runtime
+scripts/setup-venv.sh demo
 if [ "$#" -eq 0 ]; then
   set -- --demo
 fi
