@@ -103,9 +103,10 @@ def _serve(role: str, demo: bool) -> int:
     # workers; several processes each build their own from the environment.
     target: object = "statistics_manager_service.app:create_asgi_app"
     if workers == 1:
-        from statistics_manager_service.app import create_app
+        from statistics_manager_service.app import create_app, prepare_heap_for_serving
 
         target = create_app(settings, context=context)
+        prepare_heap_for_serving()
     # uvicorn handles SIGTERM/SIGINT itself and re-raises the signal once it has shut down; with
     # these handlers in place that re-raise returns here, so the background workers stop cleanly.
     stop_signals: list[int] = []

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
+import jwt
 import orjson
+from a2wsgi.wsgi import Body, build_environ
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statistics_manager_service import metrics
-from statistics_manager_service.auth import decode_bearer, set_current_principal
+from statistics_manager_service.auth import Principal, decode_bearer, set_current_principal
 from statistics_manager_service.config import Settings
 from statistics_manager_service.exception_handling_utils.errors import (
     MISSING_CORRELATION_ID,
@@ -24,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 CORRELATION_HEADER = b"x-correlation-id"
 MAX_CORRELATION_ID_LENGTH = 128
+MAX_CACHED_TOKENS = 4096
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -51,6 +59,41 @@ async def send_json_error(send: Send, status: int, message: str, correlation_id:
     await send({"type": "http.response.body", "body": body})
 
 
+class AcceptedTokens:
+    """Principals of Authorization headers already verified, until their token's `exp`.
+
+    A token `decode_bearer` accepted stays acceptable until it expires (`nbf` and `iat` only
+    become more valid with time), so answering from here is the same decision without the HMAC
+    and JSON work. Rejections are not remembered: each is decided, and logged, again.
+    """
+
+    def __init__(self, capacity: int = MAX_CACHED_TOKENS) -> None:
+        self.capacity = capacity
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, authorization: str, now_s: float) -> Principal | None:
+        """Return the principal of an accepted, unexpired header, else None."""
+        entry = self._entries.get(authorization)
+        if entry is None:
+            return None
+        principal, expires_s = entry
+        if now_s >= expires_s:
+            self._entries.pop(authorization, None)
+            return None
+        return principal
+
+    def remember(self, authorization: str, principal: Principal) -> None:
+        """Keep an accepted header's principal until its token's `exp` claim."""
+        token = authorization.strip().partition(" ")[2].strip()
+        try:
+            expires_s = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return
+        if len(self._entries) >= self.capacity:
+            self._entries.pop(next(iter(self._entries)), None)  # the oldest entry
+        self._entries[authorization] = (principal, expires_s)
+
+
 class RequestContextMiddleware:
     """Require and echo X-Correlation-ID, authenticate callers, count requests, serve /metrics."""
 
@@ -66,6 +109,9 @@ class RequestContextMiddleware:
         self.settings = settings
         self.known_paths = known_paths
         self.protected_paths = protected_paths
+        self.accepted_tokens = AcceptedTokens()
+        self._request_counters: dict[tuple[str, str, int], Any] = {}
+        self._latency_histograms: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,23 +150,39 @@ class RequestContextMiddleware:
         finally:
             set_current_principal(None)
             correlation_id_var.reset(token)
-            method = scope.get("method", "GET")
-            metrics.HTTP_REQUESTS.labels(method, endpoint, str(status_holder["status"])).inc()
-            metrics.HTTP_LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
+            self._count(scope.get("method", "GET"), endpoint, status_holder["status"], started)
+
+    def _count(self, method: str, endpoint: str, status: int, started: float) -> None:
+        """Count the request and its latency (labelled children are looked up once each)."""
+        counter = self._request_counters.get((method, endpoint, status))
+        if counter is None:
+            counter = metrics.HTTP_REQUESTS.labels(method, endpoint, str(status))
+            self._request_counters[(method, endpoint, status)] = counter
+        histogram = self._latency_histograms.get((method, endpoint))
+        if histogram is None:
+            histogram = metrics.HTTP_LATENCY.labels(method, endpoint)
+            self._latency_histograms[(method, endpoint)] = histogram
+        counter.inc()
+        histogram.observe(time.perf_counter() - started)
 
     def _authenticate(self, scope: Scope, supplied_id: str | None) -> ServiceError | None:
         """Return the error to answer with, or None after remembering the caller."""
         if not supplied_id:
             return BadRequest(MISSING_CORRELATION_ID)
-        try:
-            principal = decode_bearer(
-                _header(scope, b"authorization"),
-                sign_key=self.settings.jwt_sign_key,
-                algorithm=self.settings.jwt_sign_algorithm,
-                allow_anonymous=self.settings.allow_anonymous_internal,
-            )
-        except ServiceError as error:
-            return error
+        authorization = _header(scope, b"authorization")
+        principal = self.accepted_tokens.get(authorization, time.time()) if authorization else None
+        if principal is None:
+            try:
+                principal = decode_bearer(
+                    authorization,
+                    sign_key=self.settings.jwt_sign_key,
+                    algorithm=self.settings.jwt_sign_algorithm,
+                    allow_anonymous=self.settings.allow_anonymous_internal,
+                )
+            except ServiceError as error:
+                return error
+            if authorization:
+                self.accepted_tokens.remember(authorization, principal)
         set_current_principal(principal)
         return None
 
@@ -133,3 +195,71 @@ class RequestContextMiddleware:
         start: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": headers}
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class WholeResponseWSGI:
+    """Serve the Flask (WSGI) app from worker threads, sending each whole response from the loop.
+
+    Connexion's default bridge (a2wsgi) makes the worker thread wait on the event loop for the
+    response start, every body chunk and the end: three cross-thread round trips per request,
+    each fought over the GIL under load. The handlers build their bodies in memory, so this bridge
+    collects status, headers and body in the thread and sends them in one go. The request body is
+    still read lazily, by a2wsgi's own reader, and the request's context variables (correlation
+    id, caller) reach the thread as before.
+    """
+
+    def __init__(self, app: WSGIApp, workers: int) -> None:
+        self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="WSGI")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        loop = asyncio.get_running_loop()
+        environ = cast(dict[str, Any], build_environ(scope, Body(loop, receive)))  # type: ignore[arg-type]
+        # The thread sees this request's context variables (correlation id, caller), as with a2wsgi.
+        respond = functools.partial(contextvars.copy_context().run, self._respond, environ)
+        status, headers, body = await loop.run_in_executor(self.executor, respond)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _respond(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run the app in this thread; return its status, headers and whole body."""
+        started: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [
+                (
+                    int(status.split(" ", 1)[0]),
+                    [
+                        (name.strip().encode("latin1").lower(), value.strip().encode("latin1"))
+                        for name, value in response_headers
+                    ],
+                )
+            ]
+            return chunks.append
+
+        iterable = self.app(environ, start_response)
+        try:
+            chunks.extend(iterable)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+        status, headers = started[0]
+        return status, headers, b"".join(chunks)
