@@ -176,6 +176,7 @@ def _recompute_zone(
     cause: str,
     tariff_type: str | None = None,
 ) -> None:
+    services.updater.lock_zone(session, zone)  # before listing: no concurrent household is missed
     user_ids = household_store.households_in_zone(session, zone)
     if tariff_type is not None:
         types = dict(

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,9 +24,11 @@ from statistics_manager_service.event_consumer.handlers import (
     SHARED_TOPICS,
     Services,
     announce_updates,
+    handle_own_announcement,
     load_payload,
 )
 from statistics_manager_service.models.events import MeterReadingsSchema
+from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.readings import READING_COLUMNS
@@ -128,9 +132,14 @@ class BatchProcessor:
             pending.append(_Pending(message, envelope, short_topic))
         pending = self._drop_duplicates(session, pending)
         readings: list[_Pending] = []
+        announcements: list[_Pending] = []
         for item in pending:
             if item.envelope.event_type == READINGS_EVENT:
                 readings.append(item)
+                continue
+            if HANDLERS[item.short_topic][item.envelope.event_type] is handle_own_announcement:
+                # Our own announcements change nothing and depend on nothing: recorded together.
+                announcements.append(item)
                 continue
             # Other events may depend on the readings before them (an erasure): flush first.
             dead.extend(self._flush_readings(session, readings))
@@ -148,6 +157,11 @@ class BatchProcessor:
                 continue
             metrics.EVENTS_PROCESSED.labels(item.message.topic, item.envelope.event_type).inc()
         dead.extend(self._flush_readings(session, readings))
+        household_store.record_processed(
+            session, [(item.envelope.event_id, item.envelope.event_type) for item in announcements]
+        )
+        for item in announcements:
+            metrics.EVENTS_PROCESSED.labels(item.message.topic, item.envelope.event_type).inc()
         return dead
 
     def _known(self, short_topic: str, event_type: str) -> bool:
@@ -172,12 +186,18 @@ class BatchProcessor:
         if not items:
             return []
         dead: list[DeadLetter] = []
+        # The common shape is checked for the whole run at once; the schema sees the rest.
+        owners, columns = plain_meter_readings([item.envelope.payload for item in items], time.time())
+        schema = MeterReadingsSchema()
         valid: list[tuple[_Pending, dict[str, Any]]] = []
-        for item in items:
-            try:
-                valid.append((item, load_payload(MeterReadingsSchema(), item.envelope.payload)))
-            except PoisonMessage as error:
-                dead.append(DeadLetter(item.message, "PoisonMessage", str(error)))
+        for item, owner in zip(items, owners, strict=True):
+            if owner is None:
+                try:
+                    owner = load_payload(schema, item.envelope.payload)
+                except PoisonMessage as error:
+                    dead.append(DeadLetter(item.message, "PoisonMessage", str(error)))
+                    continue
+            valid.append((item, owner))
         devices = household_store.resolve_devices(
             session, {data["device_id"] for _, data in valid if not data.get("user_id")}
         )
@@ -203,7 +223,7 @@ class BatchProcessor:
                 accepted.append((item, data, user_id))
         if not accepted:
             return dead
-        frame = _readings_frame(accepted)
+        frame = _readings_frame(items, accepted, columns)
         household_store.ensure_households(session, frame["user_id"].unique().tolist())
         recomputed = self.services.updater.apply_readings(session, frame)
         announce_updates(session, recomputed, "readings")
@@ -218,24 +238,45 @@ class BatchProcessor:
         return dead
 
 
-def _readings_frame(accepted: list[tuple[_Pending, dict[str, Any], str]]) -> pd.DataFrame:
-    """Flatten validated events into one frame of readings."""
-    rows = [
-        (
-            user_id,
-            data["source"],
-            int(reading["timestamp"].timestamp()),
-            reading["energy_imported_wh"],
-            reading["energy_exported_wh"],
-            reading.get("energy_generated_wh"),
-            reading.get("power_imported_w"),
-            reading.get("power_exported_w"),
-            reading.get("voltage_v"),
+def _readings_frame(
+    items: list[_Pending], accepted: list[tuple[_Pending, dict[str, Any], str]], columns: ReadingColumns
+) -> pd.DataFrame:
+    """Flatten the accepted events of a run into one frame of readings.
+
+    Events checked at once have their readings in `columns` (by position in `items`); events
+    the schema validated carry theirs in `data["readings"]`.
+    """
+    position = {id(item): index for index, item in enumerate(items)}
+    owner_of = np.full(len(items), None, dtype=object)
+    source_of = np.full(len(items), None, dtype=object)
+    rows = []
+    for item, data, user_id in accepted:
+        if "readings" not in data:
+            owner_of[position[id(item)]], source_of[position[id(item)]] = user_id, data["source"]
+            continue
+        rows += [
+            (
+                user_id,
+                data["source"],
+                int(reading["timestamp"].timestamp()),
+                *(reading.get(name) for name in READING_COLUMNS[3:]),
+            )
+            for reading in data["readings"]
+        ]
+    frames = []
+    chosen = pd.notna(owner_of[columns.event])
+    if chosen.any():
+        events = columns.event[chosen]
+        values = {name: columns.numbers[name][chosen] for name in READING_COLUMNS[3:]}
+        frames.append(
+            pd.DataFrame(
+                {"user_id": owner_of[events], "source": source_of[events], "ts": columns.ts[chosen], **values}
+            )
         )
-        for _, data, user_id in accepted
-        for reading in data["readings"]
-    ]
-    frame = pd.DataFrame(rows, columns=READING_COLUMNS)
+    if rows:
+        frames.append(pd.DataFrame(rows, columns=READING_COLUMNS))
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame["ts"] = frame["ts"].astype("int64")
     for column in READING_COLUMNS[3:]:
         frame[column] = frame[column].astype("float64")
     return frame

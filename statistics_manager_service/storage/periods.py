@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import StatisticsPeriod
-from statistics_manager_service.storage.upsert import upsert_rows
+from statistics_manager_service.storage.upsert import upsert_frame
 from statistics_manager_service.storage.windows import read_windows
 
 PERIOD_KEY = ["user_id", "granularity", "period_start"]
@@ -19,11 +20,6 @@ PERIOD_VALUE_COLUMNS = [
     for column in StatisticsPeriod.__table__.columns
     if column.name not in (*PERIOD_KEY, "updated_at")
 ]
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    clean = frame.astype(object).where(frame.notna(), None)
-    return clean.to_dict("records")  # type: ignore[return-value]
 
 
 def upsert_periods(session: Session, granularity: str, periods: pd.DataFrame) -> int:
@@ -38,7 +34,7 @@ def upsert_periods(session: Session, granularity: str, periods: pd.DataFrame) ->
     frame["period_start"] = frame["period_start"].astype("int64")
     frame["reset_detected"] = frame["reset_detected"].astype(bool)
     frame["updated_at"] = int(time.time())
-    upsert_rows(session, StatisticsPeriod, _records(frame), PERIOD_KEY)
+    upsert_frame(session, StatisticsPeriod, frame, PERIOD_KEY)
     return len(frame)
 
 
@@ -88,6 +84,75 @@ def load_period_windows(session: Session, windows: pd.DataFrame, granularity: st
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["reset_detected"] = frame["reset_detected"].astype(bool)
     return frame
+
+
+def _stored_form(periods: pd.DataFrame) -> pd.DataFrame | None:
+    """Periods as `load_period_windows` reads them back once upserted; None without every column."""
+    frame = periods.rename(columns={"bucket_start": "period_start"})
+    if not {"user_id", "period_start", *PERIOD_VALUE_COLUMNS} <= set(frame.columns):
+        return None
+    frame = frame[["user_id", "period_start", *PERIOD_VALUE_COLUMNS]].copy()
+    frame["period_start"] = frame["period_start"].astype("int64")
+    for column in PERIOD_VALUE_COLUMNS:
+        if column != "reset_detected":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["reset_detected"] = frame["reset_detected"].astype(bool)
+    return frame
+
+
+def _outside(windows: pd.DataFrame, holes: pd.DataFrame) -> pd.DataFrame:
+    """The parts of each user's window before and after that user's hole (holes: one per user)."""
+    merged = windows[["user_id", "start_s", "end_s"]].merge(
+        holes[["user_id", "start_s", "end_s"]], on="user_id", how="left", suffixes=("", "_hole")
+    )
+    start, end = merged["start_s"].to_numpy(np.int64), merged["end_s"].to_numpy(np.int64)
+    has_hole = merged["start_s_hole"].notna().to_numpy()
+    hole_start = merged["start_s_hole"].fillna(0).to_numpy(np.int64)
+    hole_end = merged["end_s_hole"].fillna(0).to_numpy(np.int64)
+    before = pd.DataFrame(
+        {
+            "user_id": merged["user_id"],
+            "start_s": start,
+            "end_s": np.where(has_hole, np.minimum(end, hole_start), end),
+        }
+    )
+    after = pd.DataFrame(
+        {
+            "user_id": merged["user_id"],
+            "start_s": np.where(has_hole, np.maximum(start, hole_end), end),
+            "end_s": end,
+        }
+    )
+    parts = pd.concat([before, after], ignore_index=True)
+    return parts[parts["end_s"] > parts["start_s"]].reset_index(drop=True)
+
+
+def load_period_windows_reusing(
+    session: Session,
+    windows: pd.DataFrame,
+    granularity: str,
+    written_windows: pd.DataFrame,
+    written: pd.DataFrame,
+) -> pd.DataFrame:
+    """`load_period_windows`, but the rows inside `written_windows` are taken from `written`.
+
+    `written` must be every row the caller's transaction has just upserted at `granularity` inside
+    `written_windows` (one window per user), so that the database holds no other row there: the
+    rows are not read back, only those around them.
+    """
+    rows = _stored_form(written)
+    if rows is None or written_windows["user_id"].duplicated().any():
+        return load_period_windows(session, windows, granularity)
+    bounds = rows.merge(windows[["user_id", "start_s", "end_s"]], on="user_id", how="inner")
+    inside = (bounds["period_start"] >= bounds["start_s"]) & (bounds["period_start"] < bounds["end_s"])
+    rows = bounds.loc[inside, list(rows.columns)]
+    around = _outside(windows, written_windows)
+    if around.empty:
+        return rows.reset_index(drop=True)
+    stored = load_period_windows(session, around, granularity)
+    if stored.empty:
+        return rows.reset_index(drop=True)
+    return pd.concat([stored, rows], ignore_index=True)
 
 
 def delete_periods(

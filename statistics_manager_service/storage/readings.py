@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import Household, RawReading
-from statistics_manager_service.storage.upsert import upsert_rows
+from statistics_manager_service.storage.upsert import upsert_frame
 from statistics_manager_service.storage.windows import read_windows
 
 READING_VALUE_COLUMNS = [
@@ -24,12 +24,6 @@ READING_VALUE_COLUMNS = [
 READING_COLUMNS = ["user_id", "source", "ts", *READING_VALUE_COLUMNS]
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    """Turn a frame into row dicts with NaN as NULL and plain Python numbers."""
-    clean = frame.astype(object).where(frame.notna(), None)
-    return clean.to_dict("records")  # type: ignore[return-value]
-
-
 def upsert_readings(session: Session, readings: pd.DataFrame) -> int:
     """Store readings keyed by (user, source, ts); a conflict keeps the larger value of each field.
 
@@ -39,7 +33,7 @@ def upsert_readings(session: Session, readings: pd.DataFrame) -> int:
     if readings.empty:
         return 0
     merged = readings[READING_COLUMNS].groupby(["user_id", "source", "ts"], as_index=False, sort=True).max()
-    upsert_rows(session, RawReading, _records(merged), ["user_id", "source", "ts"], merge="max")
+    upsert_frame(session, RawReading, merged, ["user_id", "source", "ts"], merge="max")
     return len(merged)
 
 

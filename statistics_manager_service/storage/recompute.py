@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from statistics_manager_service import metrics
@@ -21,7 +23,7 @@ from statistics_manager_service.aggregation.buckets import compute_buckets
 from statistics_manager_service.aggregation.rollup import Granularity, period_bounds, period_starts, rollup
 from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets
 from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
-from statistics_manager_service.storage.periods import load_period_windows, upsert_periods
+from statistics_manager_service.storage.periods import load_period_windows_reusing, upsert_periods
 from statistics_manager_service.storage.readings import (
     load_reading_windows,
     upsert_readings,
@@ -45,6 +47,8 @@ ROLLUPS: tuple[tuple[str, Granularity, str], ...] = (
     ("monthly", "month", "daily"),
     ("yearly", "year", "monthly"),
 )
+# PostgreSQL advisory locks of this service: (namespace, key of a grid zone).
+ZONE_LOCK_NAMESPACE = 0x534D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,11 @@ def _empty_windows() -> pd.DataFrame:
             "end_s": pd.Series(dtype="int64"),
         }
     )
+
+
+def _zone_key(zone: str) -> int:
+    """A grid zone's advisory lock key (a signed 32-bit integer)."""
+    return zlib.crc32(zone.encode()) - 2**31
 
 
 def _priority(source: str | None) -> int:
@@ -128,12 +137,41 @@ class StatisticsUpdater:
 
     # ---- households and windows ---------------------------------------------------------
 
-    def _lock(self, session: Session, user_ids: list[str]) -> dict[str, Household]:
-        """Load and lock the households in user order: one recomputation per household at a time."""
-        statement = (
-            sa.select(Household).where(Household.user_id.in_(sorted(user_ids))).order_by(Household.user_id)
-        )
+    def lock_zone(self, session: Session, zone: str) -> None:
+        """Hold a grid zone's signals exclusively until the transaction ends (PostgreSQL).
+
+        Call it before listing the zone's households to recompute after a signal change: it
+        waits for the transactions that read the zone's signals (they hold the zone shared,
+        see `_lock`) and makes later ones wait, so no household, not even one created by a
+        concurrent transaction, keeps statistics computed from the replaced values.
+        """
         if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
+                {"namespace": ZONE_LOCK_NAMESPACE, "key": _zone_key(zone)},
+            )
+
+    def _lock(self, session: Session, user_ids: list[str]) -> dict[str, Household]:
+        """Load and lock the households in user order: one recomputation per household at a time.
+
+        On PostgreSQL the households' zones are first held shared (in zone order), so a signal
+        change for a zone (`lock_zone`) and a recomputation reading its signals never overlap.
+        """
+        wanted = sorted(set(user_ids))
+        statement = sa.select(Household).where(Household.user_id.in_(wanted)).order_by(Household.user_id)
+        if session.get_bind().dialect.name == "postgresql":
+            zones = set(session.scalars(sa.select(Household.zone).where(Household.user_id.in_(wanted))))
+            # A zone changed earlier in this transaction may not be flushed yet.
+            zones |= {
+                item.zone
+                for item in session.identity_map.values()
+                if isinstance(item, Household) and item.user_id in wanted
+            }
+            for zone in sorted(z for z in zones if z):
+                session.execute(
+                    sa.text("SELECT pg_advisory_xact_lock_shared(:namespace, :key)"),
+                    {"namespace": ZONE_LOCK_NAMESPACE, "key": _zone_key(zone)},
+                )
             statement = statement.with_for_update()
         return {household.user_id: household for household in session.scalars(statement)}
 
@@ -154,6 +192,7 @@ class StatisticsUpdater:
     ) -> pd.DataFrame:
         """Turn new readings into bucket windows: from the reading before to the reading after."""
         rows: list[tuple[str, int, int]] = []
+        spans: list[tuple[Household, int, int]] = []  # the new readings' range in the statistics source
         for user_id, group in touched.groupby("user_id", sort=True):
             household = households[str(user_id)]
             best = min(group["source"], key=_priority)
@@ -172,15 +211,16 @@ class StatisticsUpdater:
             own = group[group["source"] == household.statistics_source]
             if own.empty:
                 continue
-            min_ts, max_ts = int(own["min"].iloc[0]), int(own["max"].iloc[0])
-            previous = self._neighbour(session, household, min_ts, before=True)
-            following = self._neighbour(session, household, max_ts, before=False)
+            spans.append((household, int(own["min"].iloc[0]), int(own["max"].iloc[0])))
+        for (household, min_ts, max_ts), (previous, following) in zip(
+            spans, self._neighbours(session, spans), strict=True
+        ):
             first = min_ts if household.first_reading_ts is None else min(household.first_reading_ts, min_ts)
             last = max_ts if household.last_reading_ts is None else max(household.last_reading_ts, max_ts)
             household.first_reading_ts, household.last_reading_ts = first, last
             rows.append(
                 (
-                    str(user_id),
+                    household.user_id,
                     previous if previous is not None else min_ts,
                     following if following is not None else max_ts,
                 )
@@ -189,6 +229,58 @@ class StatisticsUpdater:
         windows["start_s"] = windows["start_s"].astype("int64") // BUCKET_S * BUCKET_S
         windows["end_s"] = windows["end_s"].astype("int64") // BUCKET_S * BUCKET_S + BUCKET_S
         return windows
+
+    def _neighbours(
+        self, session: Session, spans: list[tuple[Household, int, int]]
+    ) -> list[tuple[int | None, int | None]]:
+        """`_neighbour` before each span's start and after its end; on PostgreSQL in one statement."""
+        if session.get_bind().dialect.name != "postgresql":
+            return [
+                (
+                    self._neighbour(session, h, low, before=True),
+                    self._neighbour(session, h, high, before=False),
+                )
+                for h, low, high in spans
+            ]
+        # Only where history extends beyond the span, as `_neighbour` checks.
+        lows = [
+            low if h.first_reading_ts is not None and low > h.first_reading_ts else None
+            for h, low, _ in spans
+        ]
+        highs = [
+            high if h.last_reading_ts is not None and high < h.last_reading_ts else None
+            for h, _, high in spans
+        ]
+        asked = [i for i in range(len(spans)) if lows[i] is not None or highs[i] is not None]
+        found: dict[int, tuple[int | None, int | None]] = {}
+        if asked:
+            text, number = postgresql.ARRAY(sa.String), postgresql.ARRAY(sa.BigInteger)
+            wanted = (
+                sa.func.unnest(
+                    sa.cast(sa.bindparam("users", [spans[i][0].user_id for i in asked], type_=text), text),
+                    sa.cast(
+                        sa.bindparam("sources", [spans[i][0].statistics_source for i in asked], type_=text),
+                        text,
+                    ),
+                    sa.cast(sa.bindparam("lows", [lows[i] for i in asked], type_=number), number),
+                    sa.cast(sa.bindparam("highs", [highs[i] for i in asked], type_=number), number),
+                )
+                .table_valued("user_id", "source", "low", "high", with_ordinality="position")
+                .render_derived(name="wanted")
+            )
+            readings = RawReading.__table__
+            same = sa.and_(readings.c.user_id == wanted.c.user_id, readings.c.source == wanted.c.source)
+            previous = sa.select(sa.func.max(readings.c.ts)).where(same, readings.c.ts < wanted.c.low)
+            following = sa.select(sa.func.min(readings.c.ts)).where(same, readings.c.ts > wanted.c.high)
+            statement = sa.select(
+                wanted.c.position, previous.scalar_subquery(), following.scalar_subquery()
+            ).select_from(wanted)
+            for position, before, after in session.execute(statement):
+                found[asked[int(position) - 1]] = (
+                    None if before is None else int(before),
+                    None if after is None else int(after),
+                )
+        return [found.get(i, (None, None)) for i in range(len(spans))]
 
     def _neighbour(self, session: Session, household: Household, ts: int, before: bool) -> int | None:
         """Return the stored reading time just before (or after) `ts`, if history extends there."""
@@ -242,7 +334,7 @@ class StatisticsUpdater:
             load_intensity(session, zones, start_s, end_s),
         )
         upsert_periods(session, "15_mins", priced)
-        self._rollups(session, frame, windows)
+        self._rollups(session, frame, windows, priced)
         metrics.RECOMPUTED_BUCKETS.labels(cause).inc(len(priced))
         return Recomputed(windows)
 
@@ -277,14 +369,22 @@ class StatisticsUpdater:
             loaded = pd.concat([loaded, more], ignore_index=True)
         return loaded
 
-    def _rollups(self, session: Session, households: pd.DataFrame, windows: pd.DataFrame) -> None:
-        """Recompute every hour/day/week/month/year period that contains a rewritten bucket."""
+    def _rollups(
+        self, session: Session, households: pd.DataFrame, windows: pd.DataFrame, buckets: pd.DataFrame
+    ) -> None:
+        """Recompute every hour/day/week/month/year period that contains a rewritten bucket.
+
+        `buckets` are the 15-minute rows just written over `windows`; each level's rows just
+        written are reused for the next level rather than read back.
+        """
         timezones = households.set_index("user_id")["timezone"]
+        written = {"15_mins": (windows, buckets)}
         for stored, granularity, child in ROLLUPS:
             affected = _affected_periods(windows, timezones, granularity)
-            rows = load_period_windows(session, affected, child)
-            periods = rollup(rows, timezones, granularity)
-            upsert_periods(session, stored, _inside_windows(periods, affected, "period_start"))
+            rows = load_period_windows_reusing(session, affected, child, *written[child])
+            periods = _inside_windows(rollup(rows, timezones, granularity), affected, "period_start")
+            upsert_periods(session, stored, periods)
+            written[stored] = (affected, periods)
 
 
 def _affected_periods(windows: pd.DataFrame, timezones: pd.Series, granularity: Granularity) -> pd.DataFrame:

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, cast
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.storage import pg_copy
 from statistics_manager_service.storage.tables import Base
 
 Merge = Literal["replace", "max", "ignore"]
+
+# From this many rows a PostgreSQL upsert goes through COPY and a temporary table; below it the
+# temporary table's creation costs more than the row-by-row executemany it saves.
+COPY_MIN_ROWS = 20
 
 
 def _insert_for(session: Session, table: sa.Table) -> Any:
@@ -30,6 +36,30 @@ def _greatest(session: Session, current: Any, incoming: Any) -> Any:
     return sa.func.max(sa.func.coalesce(current, incoming), sa.func.coalesce(incoming, current))
 
 
+def _table(model: type[Base] | sa.Table) -> sa.Table:
+    return model if isinstance(model, sa.Table) else cast(sa.Table, model.__table__)
+
+
+def _on_conflict(
+    session: Session,
+    statement: Any,
+    table: sa.Table,
+    keys: list[str],
+    update_columns: list[str],
+    merge: Merge,
+) -> Any:
+    if merge == "ignore" or not update_columns:
+        return statement.on_conflict_do_nothing(index_elements=keys)
+    if merge == "max":
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: _greatest(session, table.c[c], statement.excluded[c]) for c in update_columns},
+        )
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in update_columns}
+    )
+
+
 def upsert_rows(
     session: Session,
     model: type[Base] | sa.Table,
@@ -44,20 +74,66 @@ def upsert_rows(
     """
     if not rows:
         return
-    table = model if isinstance(model, sa.Table) else cast(sa.Table, model.__table__)
+    table = _table(model)
     keys = list(key_columns)
+    if len(rows) >= COPY_MIN_ROWS and pg_copy.supported(session):
+        frame = pd.DataFrame.from_records(list(rows))
+        # Repeated keys are applied one after the other by executemany: keep that path for them.
+        if not frame.duplicated(keys).any() and _copy_upsert(session, table, frame, keys, merge):
+            return
+    _executemany(session, table, rows, keys, merge)
+
+
+def _executemany(
+    session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str], merge: Merge
+) -> None:
     update_columns = [c for c in rows[0] if c not in keys]
-    statement = _insert_for(session, table)
-    if merge == "ignore" or not update_columns:
-        statement = statement.on_conflict_do_nothing(index_elements=keys)
-    elif merge == "max":
-        statement = statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={c: _greatest(session, table.c[c], statement.excluded[c]) for c in update_columns},
-        )
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=keys, set_={c: statement.excluded[c] for c in update_columns}
-        )
-    # The executemany form lets SQLAlchemy batch rows into multi-row VALUES and cache the statement.
+    statement = _on_conflict(session, _insert_for(session, table), table, keys, update_columns, merge)
     session.execute(statement, list(rows))
+
+
+def _copy_upsert(
+    session: Session, table: sa.Table, frame: pd.DataFrame, keys: list[str], merge: Merge
+) -> bool:
+    """COPY the frame into a temporary table and upsert from it in one statement (PostgreSQL)."""
+    temp = pg_copy.copy_to_temp(session, f"_upsert_{table.name}", frame)
+    if temp is None:
+        return False
+    names = list(temp.kinds)
+    statement = postgresql.insert(table).from_select(names, sa.select(*temp.values()))
+    update_columns = [name for name in names if name not in keys]
+    session.execute(_on_conflict(session, statement, table, keys, update_columns, merge))
+    pg_copy.drop_temp(session, temp)
+    return True
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Turn a frame into row dicts with NaN as NULL and plain Python numbers."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return clean.to_dict("records")  # type: ignore[return-value]
+
+
+def upsert_frame(
+    session: Session,
+    model: type[Base] | sa.Table,
+    frame: pd.DataFrame,
+    key_columns: Iterable[str],
+    merge: Merge = "replace",
+) -> None:
+    """`upsert_rows` for the rows of a frame (NaN is NULL); keys must be unique within the frame.
+
+    On PostgreSQL the frame is COPied into a temporary table and upserted with one
+    INSERT … SELECT … ON CONFLICT: an order of magnitude faster than executemany, which
+    psycopg2 runs row by row for an upsert.
+    """
+    if frame.empty:
+        return
+    table = _table(model)
+    keys = list(key_columns)
+    copied = (
+        len(frame) >= COPY_MIN_ROWS
+        and pg_copy.supported(session)
+        and _copy_upsert(session, table, frame, keys, merge)
+    )
+    if not copied:
+        _executemany(session, table, frame_records(frame), keys, merge)
