@@ -134,6 +134,8 @@ def _serve(role: str, demo: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line."""
     args = _parser().parse_args(argv)
+    from sqlalchemy.exc import OperationalError
+
     from statistics_manager_service.config import ConfigurationError
 
     try:
@@ -145,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except OperationalError as error:
+        # The orchestrator restarts the process; say why in one line instead of a traceback.
+        print(f"database unavailable: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""The consumer loop: poll a batch, handle it in one transaction, dead-letter, then commit offsets."""
+"""The consumer loop: poll a batch, handle it in one transaction, dead-letter, then commit offsets.
+
+Whatever fails, the loop carries on: a database or broker outage pauses consumption (the
+batch is rewound, nothing is committed, and the consumer keeps polling paused so it stays in
+its group); any other failure restarts the Kafka clients. Offsets are committed only after
+the batch's transaction, so a crash at any point re-delivers what the database may or may not
+hold, and the processor's processed-event ids make the second delivery a no-op.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
 from statistics_manager_service.event_consumer.processor import (
@@ -19,6 +26,7 @@ from statistics_manager_service.event_consumer.processor import (
     Message,
     TransientFailure,
 )
+from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:
     from statistics_manager_service.app import ServiceContext
@@ -29,6 +37,9 @@ CONSUMED_TOPICS = ("meter-readings", "user-account", "grid-signals", "statistics
 DLQ_TOPIC = "statistics.dlq"
 MAX_BACKOFF_S = 30.0
 LAG_REFRESH_S = 5.0
+RECONNECT_BACKOFF_MAX_MS = 2000
+PAUSE_POLL_S = 0.5  # while paused, how often to poll (group membership, rebalances)
+PROBE_INTERVAL_S = 2.0  # while degraded and idle, how often to check whether the outage is over
 
 
 def dead_letter_record(dead: DeadLetter) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
@@ -79,9 +90,16 @@ class EventConsumer:
         self.topics = [self.settings.topic(name) for name in CONSUMED_TOPICS]
         self.dlq_topic = self.settings.topic(DLQ_TOPIC)
         self._lag_checked = 0.0
+        self._probed = 0.0
 
     def _client_options(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.settings.kafka_bootstrap_servers, "client_id": "statistics-manager"}
+        return {
+            "bootstrap_servers": self.settings.kafka_bootstrap_servers,
+            "client_id": "statistics-manager",
+            # kafka-python backs reconnects off up to 30 s by default: after a broker outage
+            # consumption would resume up to half a minute late.
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        }
 
     def _make_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -99,31 +117,43 @@ class EventConsumer:
         return KafkaProducer(**self._client_options(), acks="all", retries=5, linger_ms=5)
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; never exit on an outage."""
+        """Consume until `stop` is set; never exit on an outage or any other failure."""
         backoff = Backoff(stop)
         while not stop.is_set():
+            consumer: KafkaConsumer | None = None
+            producer: KafkaProducer | None = None
             try:
                 consumer = self._make_consumer()
                 producer = self._make_producer()
-            except KafkaError as error:
-                self._degraded(broker=f"cannot connect to broker: {error}")
-                backoff.wait()
-                continue
-            try:
                 consumer.subscribe(self.topics)
-                self.context.broker_error = None
                 self._loop(consumer, producer, stop, backoff)
+            except KafkaError as error:
+                self._degraded(broker=f"{type(error).__name__}: {error}")
+                backoff.wait()
+            except Exception as error:  # the consumer must outlive any failure
+                logger.exception("event consumer failed; reconnecting")
+                metrics.CONSUMER_PAUSED.set(1)
+                self.context.consumer_error = f"restarting after {type(error).__name__}: {error}"[:300]
+                backoff.wait()
             finally:
-                _close_quietly(consumer.close, autocommit=False)
-                _close_quietly(producer.close, timeout=5)
+                if consumer is not None:
+                    _close_quietly(consumer.close, autocommit=False)
+                if producer is not None:
+                    _close_quietly(producer.close, timeout=5)
 
     def _loop(
         self, consumer: KafkaConsumer, producer: KafkaProducer, stop: threading.Event, backoff: Backoff
     ) -> None:
         while not stop.is_set():
-            polled = consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_poll_records)
+            try:
+                polled = consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_poll_records)
+            except KafkaError as error:
+                self._degraded(broker=f"{type(error).__name__}: {error}")
+                backoff.wait()
+                continue
             self._refresh_lag(consumer)
             if not polled:
+                self._probe_recovery(consumer)
                 continue
             started = time.perf_counter()
             messages = [
@@ -132,20 +162,62 @@ class EventConsumer:
                 for r in records
             ]
             try:
-                dead = self.processor.process(messages)
+                dead = self._process(messages)
                 self._dead_letter(producer, dead)
                 consumer.commit(
                     {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()}
                 )
+            except CommitFailedError as error:
+                # The group rebalanced meanwhile; whoever owns the partitions now re-reads the
+                # batch from the last commit, and its effects are already recorded.
+                logger.info("offset commit failed after a rebalance: %s", error)
+                self._rewind(consumer, polled)
+                continue
             except (TransientFailure, KafkaError) as error:
                 broker = isinstance(error, KafkaError)
-                self._degraded(**({"broker": str(error)} if broker else {"database": str(error)}))
+                reason = f"{type(error).__name__}: {error}" if broker else str(error)
+                self._degraded(**({"broker": reason} if broker else {"database": reason}))
                 self._rewind(consumer, polled)
-                self._pause(consumer, backoff.next_delay(), stop)
+                self._pause(
+                    consumer, backoff.next_delay(), stop, None if broker else self._database_reachable
+                )
                 continue
             self._healthy()
             backoff.reset()
             metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+
+    def _process(self, messages: list[Message]) -> list[DeadLetter]:
+        """Process a batch; tell an outage from messages that cannot be processed."""
+        dead: list[DeadLetter] = []
+        for attempt in (1, 2):
+            try:
+                dead = self.processor.process(messages)
+                break
+            except TransientFailure:
+                raise
+            except Exception as error:
+                # The processor isolates the failing message of a larger batch (the batch, then
+                # each message) and raises only for a batch of one.
+                if not self._database_reachable():
+                    raise TransientFailure(f"database unreachable after {type(error).__name__}") from error
+                if len(messages) != 1:
+                    raise  # outside the processor's contract: restart the clients, re-deliver
+                if attempt == 1:
+                    continue  # the message's second try, as in a larger batch (a lost race, say)
+                message = messages[0]
+                logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                dead = [DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)]
+        if dead and not self._database_reachable():
+            # An outage may surface as an unexpected error: never dead-letter messages for it.
+            raise TransientFailure("database unreachable while messages failed")
+        return dead
+
+    def _database_reachable(self) -> bool:
+        try:
+            ping(self.context.engine)
+        except Exception:  # noqa: BLE001 - any failure means unreachable
+            return False
+        return True
 
     @staticmethod
     def _rewind(consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:
@@ -155,19 +227,36 @@ class EventConsumer:
             if tp in assigned:  # a rebalance may have moved the partition to another member
                 consumer.seek(tp, records[0].offset)
 
-    @staticmethod
-    def _pause(consumer: KafkaConsumer, delay_s: float, stop: threading.Event) -> None:
-        """Wait out an outage while still polling (paused), so the group never stalls on us."""
-        paused = consumer.assignment()
-        consumer.pause(*paused)
+    def _pause(
+        self,
+        consumer: KafkaConsumer,
+        delay_s: float,
+        stop: threading.Event,
+        recovered: Callable[[], bool] | None = None,
+    ) -> None:
+        """Wait out an outage while still polling, so the group never stalls on us.
+
+        The wait ends early once `recovered()` (checked every few seconds) says the outage is over.
+
+        Whatever a poll returns meanwhile (the rewound batch, or records of partitions a
+        rebalance has just assigned) is handed back with a seek, never dropped. Partitions are
+        deliberately not paused: kafka-python 3.0.12 parks the buffered records of a paused
+        partition and, after `resume`, may never fetch that partition again.
+        """
         deadline = time.monotonic() + delay_s
+        next_check = time.monotonic() + PROBE_INTERVAL_S
         try:
             while not stop.is_set() and time.monotonic() < deadline:
-                consumer.poll(timeout_ms=max(1, int(min(0.5, deadline - time.monotonic()) * 1000)))
+                if recovered is not None and time.monotonic() >= next_check:
+                    if recovered():
+                        return
+                    next_check = time.monotonic() + PROBE_INTERVAL_S
+                polled = consumer.poll(timeout_ms=100, max_records=1)
+                if polled:
+                    self._rewind(consumer, polled)
+                stop.wait(max(0.0, min(PAUSE_POLL_S, deadline - time.monotonic())))
         except KafkaError as error:
             logger.debug("poll during pause failed: %s", error)
-        finally:
-            consumer.resume(*paused)
 
     def _dead_letter(self, producer: KafkaProducer, dead: list[DeadLetter]) -> None:
         """Publish dead letters and wait for the broker to acknowledge them."""
@@ -201,10 +290,30 @@ class EventConsumer:
             if highwater is None:
                 continue
             try:
-                position = consumer.position(tp, timeout_ms=1000)
+                position = consumer.position(tp, timeout_ms=200)
             except KafkaError:
-                continue
+                return  # the broker is slow or away: try again later
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    def _probe_recovery(self, consumer: KafkaConsumer) -> None:
+        """While degraded and idle, clear the degraded state once the database and broker answer.
+
+        (A degraded consumer normally recovers by retrying its batch; this covers the batch's
+        partitions having moved to another member meanwhile.)
+        """
+        if not (self.context.consumer_error or self.context.broker_error):
+            return
+        now = time.monotonic()
+        if now - self._probed < PROBE_INTERVAL_S:
+            return
+        self._probed = now
+        if not self._database_reachable():
+            return
+        try:
+            consumer.end_offsets([TopicPartition(self.topics[0], 0)], timeout_ms=2000)
+        except KafkaError:
+            return
+        self._healthy()
 
     def _degraded(self, *, broker: str | None = None, database: str | None = None) -> None:
         metrics.CONSUMER_PAUSED.set(1)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
 
-from statistics_manager_service.event_consumer.consumer import EventConsumer
+from statistics_manager_service.event_consumer.consumer import Backoff, EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.event_producers.outbox import debezium_envelope
@@ -56,7 +56,15 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     processor = build_processor(context)
 
     def sync_tariffs(stop: threading.Event) -> None:
-        apply_tariff_changes(context, stop)
+        # The database may be down at start: retry until the book in force is applied.
+        backoff = Backoff(stop)
+        while not stop.is_set():
+            try:
+                apply_tariff_changes(context, stop)
+                return
+            except Exception as error:  # noqa: BLE001 - any failure is retried; it is logged
+                logger.warning("tariff book check failed, retrying: %s", str(error).splitlines()[0])
+                backoff.wait()
 
     background.spawn("tariff-sync", sync_tariffs)
     if not settings.kafka_enabled:
@@ -77,7 +85,11 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     def publish(events: Sequence[OutboxEvent]) -> None:
         if "producer" not in producer_holder:
             producer_holder["producer"] = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", retries=5, linger_ms=5
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                acks="all",
+                retries=5,
+                linger_ms=5,
+                reconnect_backoff_max_ms=2000,
             )
         kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
 

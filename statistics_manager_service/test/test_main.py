@@ -122,3 +122,19 @@ def test_db_upgrade_and_token_commands(postgres_url: str, tmp_path: Path) -> Non
     assert token.returncode == 0, token.stderr
     claims = jwt.decode(token.stdout.strip(), TEST_JWT_KEY, algorithms=["HS512"])
     assert claims["sub"] == "abcdefghij"
+
+
+def test_an_unreachable_database_at_start_is_one_clear_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "statistics_manager_service", "--role", "worker"],
+        cwd=tmp_path,
+        env=_clean_env(
+            DATABASE_URL="postgresql+psycopg2://postgres@127.0.0.1:1/none", JWT_SIGN_KEY=TEST_JWT_KEY
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1].startswith("database unavailable:")
+    assert "Traceback" not in result.stderr
