@@ -37,7 +37,9 @@ setup(
     },
     install_requires=_requirements("requirements.txt"),
     extras_require={
-        "demo": [r for r in _requirements("demo-requirements.txt") if r not in _requirements("requirements.txt")]
+        "demo": [
+            r for r in _requirements("demo-requirements.txt") if r not in _requirements("requirements.txt")
+        ]
     },
     entry_points={"console_scripts": ["statistics-manager=statistics_manager_service.__main__:main"]},
 )
