@@ -40,6 +40,7 @@ from statistics_manager_service.event_consumer.processor import Message
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.readings import READING_VALUE_COLUMNS
 from statistics_manager_service.storage.tables import ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 
@@ -58,14 +59,6 @@ SIGNAL_DAYS = 7  # a week of hourly grid signals per event
 FORECAST_ERROR = 0.08  # log-standard-deviation of the intensity forecast's error
 IDS_PER_QUERY = 500
 PLAN_KEY = "demo_plan"  # service_state row: the first day and length of the loaded demo
-READING_COLUMNS = (
-    "energy_imported_wh",
-    "energy_exported_wh",
-    "energy_generated_wh",
-    "power_imported_w",
-    "power_exported_w",
-    "voltage_v",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +187,10 @@ class _Generated:
             span.day_starts_s[span.gap_day],
             span.day_starts_s[span.reset_day],
         )
-        names = ["timestamp", *(c for c in READING_COLUMNS if household.has_pv or c != "energy_generated_wh")]
+        names = [
+            "timestamp",
+            *(c for c in READING_VALUE_COLUMNS if household.has_pv or c != "energy_generated_wh"),
+        ]
         columns = [_iso(frame["ts"].to_numpy()), *(frame[name].to_numpy().tolist() for name in names[1:])]
         records = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
         return frame["ts"].to_numpy(), records
