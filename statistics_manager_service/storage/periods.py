@@ -78,6 +78,11 @@ def load_period_windows(session: Session, windows: pd.DataFrame, granularity: st
         "period_start",
         StatisticsPeriod.granularity == granularity,
     )
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give period rows the dtypes the engine works with (as read back from either database)."""
     frame["period_start"] = frame["period_start"].astype("int64")
     for column in PERIOD_VALUE_COLUMNS:
         if column != "reset_detected":
@@ -92,12 +97,7 @@ def _stored_form(periods: pd.DataFrame) -> pd.DataFrame | None:
     if not {"user_id", "period_start", *PERIOD_VALUE_COLUMNS} <= set(frame.columns):
         return None
     frame = frame[["user_id", "period_start", *PERIOD_VALUE_COLUMNS]].copy()
-    frame["period_start"] = frame["period_start"].astype("int64")
-    for column in PERIOD_VALUE_COLUMNS:
-        if column != "reset_detected":
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["reset_detected"] = frame["reset_detected"].astype(bool)
-    return frame
+    return _typed(frame)
 
 
 def _outside(windows: pd.DataFrame, holes: pd.DataFrame) -> pd.DataFrame:

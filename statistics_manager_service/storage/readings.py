@@ -53,18 +53,6 @@ def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFram
     return frame
 
 
-def neighbour_timestamps(
-    session: Session, user_id: str, source: str, start_s: int, end_s: int
-) -> tuple[int | None, int | None]:
-    """Return the last reading time before `start_s` and the first after `end_s`."""
-    base = sa.select(RawReading.ts).where(RawReading.user_id == user_id, RawReading.source == source)
-    before = session.execute(
-        base.where(RawReading.ts < start_s).order_by(RawReading.ts.desc()).limit(1)
-    ).scalar()
-    after = session.execute(base.where(RawReading.ts > end_s).order_by(RawReading.ts).limit(1)).scalar()
-    return before, after
-
-
 def _newest(session: Session, user_ids: Sequence[str], column: str, values: Sequence[str]) -> list[Any]:
     """Rows (user_id, ts, *values) of each household's newest reading that has `column`.
 
@@ -113,18 +101,3 @@ def latest_registers(session: Session, user_ids: Sequence[str]) -> pd.DataFrame:
     for column in columns:
         frame[column] = frame[column].astype("float64")
     return frame
-
-
-def reading_bounds(session: Session, user_id: str, source: str) -> tuple[int | None, int | None]:
-    """Return the first and last reading times of a user's source."""
-    row = session.execute(
-        sa.select(sa.func.min(RawReading.ts), sa.func.max(RawReading.ts)).where(
-            RawReading.user_id == user_id, RawReading.source == source
-        )
-    ).one()
-    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
-
-
-def count_readings(session: Session) -> int:
-    """Count the stored readings (tests and benchmarks)."""
-    return int(session.execute(sa.select(sa.func.count()).select_from(RawReading)).scalar_one())
