@@ -19,6 +19,7 @@ from statistics_manager_service.aggregation.arrays import (
     run_starts,
     split_keys,
 )
+from statistics_manager_service.aggregation.buckets import BUCKET_COLUMNS
 from statistics_manager_service.aggregation.localtime import (
     SECONDS_PER_DAY,
     localize_wall_seconds,
@@ -57,23 +58,8 @@ _POWER_MEANS = {
     "power_imported_mean_w": "energy_imported_kwh",
     "power_exported_mean_w": "energy_exported_kwh",
 }
-_OUTPUT_ORDER = (
-    *_SUMMED[:5],
-    "power_imported_mean_w",
-    "power_imported_max_w",
-    "power_exported_mean_w",
-    "power_exported_max_w",
-    "power_seconds",
-    "voltage_mean_v",
-    "voltage_min_v",
-    "voltage_max_v",
-    "voltage_count",
-    "span_seconds",
-    "covered_seconds",
-    "reading_count",
-    "reset_detected",
-    *_SUMMED[5:],
-)
+# Bucket columns first (as the engine emits them), then cost and CO2.
+_OUTPUT_ORDER = (*BUCKET_COLUMNS[2:], *_SUMMED[5:])
 
 
 def _start_days(days: IntArray, granularity: Granularity) -> IntArray:
