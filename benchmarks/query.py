@@ -160,7 +160,7 @@ def load_measured_household(database_url: str) -> float:
         if dead:
             raise RuntimeError(f"the handlers dead-lettered {len(dead)} message(s): {dead[0]}")
     finally:
-        context.engine.dispose()
+        context.dispose()
     return time.perf_counter() - started
 
 

@@ -126,7 +126,7 @@ def _serve(role: str, demo: bool) -> int:
         )
     finally:
         background.stop()
-        context.engine.dispose()
+        context.dispose()
         logger.info("stopped after %.0f s (signals: %s)", time.monotonic() - started, stop_signals or "none")
     return 0
 

@@ -20,7 +20,7 @@ from statistics_manager_service.exception_handling_utils.handlers import registe
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware, WholeResponseWSGI
 from statistics_manager_service.storage import migrate
-from statistics_manager_service.storage.engine import make_engine, make_session_factory
+from statistics_manager_service.storage.engine import make_engine, make_read_engine, make_session_factory
 from statistics_manager_service.validation import CompiledParameterValidator
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,20 @@ class ServiceContext:
     broker_error: str | None = None
     consumer_error: str | None = None
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
+    read_engine: Engine | None = None
+    read_session_factory: sessionmaker[Session] | None = None
+
+    @property
+    def reads(self) -> sessionmaker[Session]:
+        """The session factory of single-statement reads."""
+        return self.read_session_factory or self.session_factory
+
+    def dispose(self) -> None:
+        """Close every pooled connection of both engines."""
+        self.engine.dispose()
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 def load_spec() -> dict[str, Any]:
@@ -66,7 +80,14 @@ def build_context(settings: Settings) -> ServiceContext:
     engine = make_engine(settings.database_url, settings.database_pool_size)
     if settings.run_migrations_on_start:
         migrate.upgrade(engine)
-    return ServiceContext(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+    read_engine = make_read_engine(settings.database_url, engine, settings.database_pool_size)
+    return ServiceContext(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        read_engine=read_engine,
+        read_session_factory=make_session_factory(read_engine),
+    )
 
 
 def create_app(

@@ -14,7 +14,7 @@ from statistics_manager_service.auth import authorize_users, current_principal
 from statistics_manager_service.controllers.responses import json_response
 from statistics_manager_service.query.params import series_request
 from statistics_manager_service.query.series import METRICS, UserSeries, load_series
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import read_call, session_scope
 
 CSV_TYPE = "text/csv"
 
@@ -57,8 +57,7 @@ def series_response(
     context = service_context()
     request = series_request(user_ids, start_date, end_date, group_by, include_quality)
     authorize_users(current_principal(), request.user_ids)
-    with session_scope(context.session_factory) as session:
-        series = load_series(session, request, METRICS[kind], context.settings.default_timezone)
+    series = read_call(context.reads, load_series, request, METRICS[kind], context.settings.default_timezone)
     if wants_csv():
         return csv_response(series)
     return json_response([{"user_id": s.user_id, "metrics": s.metrics} for s in series])

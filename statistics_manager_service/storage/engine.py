@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:
@@ -30,7 +33,7 @@ def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:
 def _count_pool_usage(engine: Engine) -> None:
     """Keep the pool gauges current from the pool's own events (each process counts its own)."""
     size = getattr(engine.pool, "size", None)
-    metrics.DB_POOL_SIZE.set(size() if callable(size) else 0)
+    metrics.DB_POOL_SIZE.inc(size() if callable(size) else 0)
     event.listen(engine, "checkout", lambda *_: metrics.DB_POOL_IN_USE.inc())
     event.listen(engine, "checkin", lambda *_: metrics.DB_POOL_IN_USE.dec())
 
@@ -63,6 +66,46 @@ def _make_engine(database_url: str, pool_size: int) -> Engine:
         pool_timeout=10,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
     )
+
+
+def make_read_engine(database_url: str, engine: Engine, pool_size: int = 10) -> Engine:
+    """Return the engine of single-statement reads: one round trip per query on a server.
+
+    On a server database its connections run in autocommit mode (no `BEGIN`/`COMMIT` around a
+    lone `SELECT`) and are not pinged at check-out; a connection found dead is replaced by
+    `read_call`'s retry instead. SQLite reads share `engine`.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return engine
+    read_engine = create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
+    )
+    _count_pool_usage(read_engine)
+    return read_engine
+
+
+def read_call(factory: sessionmaker[Session], call: Callable[..., T], *args: Any) -> T:
+    """Run the read `call(session, *args)`, once more on a fresh connection if the pooled one was dead.
+
+    A database restart leaves the pool's connections closed; the first use of each fails with a
+    disconnect, which invalidates the pool. Reads have no effects, so repeating one is safe.
+    """
+    try:
+        with session_scope(factory) as session:
+            return call(session, *args)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        logger.info("database connection was closed; repeating the read on a new one")
+    with session_scope(factory) as session:
+        return call(session, *args)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -82,7 +82,7 @@ def session_context(database_url: str) -> Iterator[ServiceContext]:
     """A migrated database and its engine, shared by the tests of one backend."""
     context = build_context(make_settings(database_url))
     yield context
-    context.engine.dispose()
+    context.dispose()
 
 
 def clear_tables(engine: sa.Engine) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import jwt
 import pytest
+import sqlalchemy as sa
 
 from statistics_manager_service.app import ServiceContext, build_context, create_app
 from statistics_manager_service.log import configure_logging
@@ -73,6 +74,26 @@ def test_ready_is_503_with_the_reason_when_the_database_is_down() -> None:
         )
         assert data.status_code == 503
         assert data.json() == {"error": "database unavailable, try again later"}
+
+
+def test_reads_survive_connections_closed_by_the_database(client, auth_headers: Headers, seeded) -> None:  # type: ignore[no-untyped-def]
+    """A database restart closes pooled connections; the next read repeats itself on a new one."""
+    if seeded.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop connections")
+    url = CONSUMPTION.format(USER)
+    before = client.get(url, headers=auth_headers(user_id=USER))
+    assert before.status_code == 200 and before.json()[0]["metrics"]
+    with seeded.engine.connect() as connection:
+        closed = connection.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert closed >= 1
+    after = client.get(url, headers=auth_headers(user_id=USER))
+    assert after.status_code == 200
+    assert after.json() == before.json()
 
 
 def test_documentation_and_metrics_are_served(client) -> None:  # type: ignore[no-untyped-def]
