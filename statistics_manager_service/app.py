@@ -19,8 +19,10 @@ from statistics_manager_service.config import Settings
 from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware, WholeResponseWSGI
+from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine, make_read_engine, make_session_factory
+from statistics_manager_service.storage.notifications import ChangeListener
 from statistics_manager_service.validation import CompiledParameterValidator
 
 logger = logging.getLogger(__name__)
@@ -49,14 +51,25 @@ class ServiceContext:
     # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
     read_engine: Engine | None = None
     read_session_factory: sessionmaker[Session] | None = None
+    # Historic-series bodies until their households change (PostgreSQL only; None: disabled).
+    response_cache: ResponseCache | None = None
+    change_listener: ChangeListener | None = None
 
     @property
     def reads(self) -> sessionmaker[Session]:
         """The session factory of single-statement reads."""
         return self.read_session_factory or self.session_factory
 
+    def series_cache(self) -> ResponseCache | None:
+        """The response cache, its listener started on first use (in the process that serves)."""
+        if self.change_listener is not None:
+            self.change_listener.start()
+        return self.response_cache
+
     def dispose(self) -> None:
-        """Close every pooled connection of both engines."""
+        """Stop listening and close every pooled connection of both engines."""
+        if self.change_listener is not None:
+            self.change_listener.stop()
         self.engine.dispose()
         if self.read_engine is not None and self.read_engine is not self.engine:
             self.read_engine.dispose()
@@ -81,12 +94,18 @@ def build_context(settings: Settings) -> ServiceContext:
     if settings.run_migrations_on_start:
         migrate.upgrade(engine)
     read_engine = make_read_engine(settings.database_url, engine, settings.database_pool_size)
+    cache = listener = None
+    if settings.response_cache_mb > 0 and engine.dialect.name == "postgresql":
+        cache = ResponseCache(settings.response_cache_mb * 1024 * 1024)
+        listener = ChangeListener(engine, cache)
     return ServiceContext(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         read_engine=read_engine,
         read_session_factory=make_session_factory(read_engine),
+        response_cache=cache,
+        change_listener=listener,
     )
 
 

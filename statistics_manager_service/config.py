@@ -68,6 +68,7 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = 10
+    response_cache_mb: int = 64
     kafka_bootstrap_servers: str | None = None
     kafka_topic_prefix: str = "hems."
     kafka_group_id: str = "statistics-manager"
@@ -152,6 +153,9 @@ class Settings:
             database_url=text("DATABASE_URL", defaults.database_url) or defaults.database_url,
             database_pool_size=_parse_int(
                 "DATABASE_POOL_SIZE", text("DATABASE_POOL_SIZE", "10") or "10", 1, 200
+            ),
+            response_cache_mb=_parse_int(
+                "RESPONSE_CACHE_MB", text("RESPONSE_CACHE_MB", "64") or "64", 0, 65_536
             ),
             kafka_bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", None),
             kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),

@@ -101,6 +101,21 @@ DB_POOL_SIZE = Gauge(
     "Database connections the pool holds open.",
     multiprocess_mode="livesum",
 )
+RESPONSE_CACHE_REQUESTS = Counter(
+    "statistics_response_cache_requests_total",
+    "Historic-series requests by what the response cache did: hit, miss, or bypass (not live or disabled).",
+    ["result"],
+)
+RESPONSE_CACHE_BYTES = Gauge(
+    "statistics_response_cache_bytes",
+    "Bytes of response bodies the cache holds.",
+    multiprocess_mode="livesum",
+)
+RESPONSE_CACHE_LIVE = Gauge(
+    "statistics_response_cache_live",
+    "1 while the change listener is connected and the response cache answers, else 0.",
+    multiprocess_mode="livemin",
+)
 
 
 def render_metrics() -> tuple[bytes, str]:

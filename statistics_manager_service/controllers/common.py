@@ -9,10 +9,11 @@ from typing import Any
 
 import flask
 
+from statistics_manager_service import metrics
 from statistics_manager_service.app import service_context
 from statistics_manager_service.auth import authorize_users, current_principal
-from statistics_manager_service.controllers.responses import json_response
-from statistics_manager_service.query.params import series_request
+from statistics_manager_service.controllers.responses import json_body_response, json_response
+from statistics_manager_service.query.params import SeriesRequest, series_request
 from statistics_manager_service.query.series import METRICS, UserSeries, load_series
 from statistics_manager_service.storage.engine import read_call, session_scope
 
@@ -57,10 +58,34 @@ def series_response(
     context = service_context()
     request = series_request(user_ids, start_date, end_date, group_by, include_quality)
     authorize_users(current_principal(), request.user_ids)
+    csv_wanted = wants_csv()
+    cache = None if csv_wanted else context.series_cache()
+    key = series_key(kind, request)
+    token = None
+    if cache is not None:
+        body = cache.get(key)
+        metrics.RESPONSE_CACHE_REQUESTS.labels("hit" if body else "miss" if cache.live else "bypass").inc()
+        if body is not None:
+            return json_body_response(body)
+        token = cache.token(request.user_ids)
     series = read_call(context.reads, load_series, request, METRICS[kind], context.settings.default_timezone)
-    if wants_csv():
+    if csv_wanted:
         return csv_response(series)
-    return json_response([{"user_id": s.user_id, "metrics": s.metrics} for s in series])
+    response = json_response([{"user_id": s.user_id, "metrics": s.metrics} for s in series])
+    if cache is not None:
+        cache.put(key, request.user_ids, token, response.get_data())
+    return response
+
+
+def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
+    """What a series body depends on besides the stored statistics.
+
+    Periods start on multiples of 15 minutes (every time zone's offset has been a multiple of 15
+    minutes since 2000, the earliest reading accepted), so every end within one quarter hour
+    selects the same periods: an open-ended request (end = now) keeps one key per quarter hour.
+    """
+    end_quarter = -(-request.end_s // 900)
+    return (kind, request.user_ids, request.group_by, request.start_s, end_quarter, request.include_quality)
 
 
 def authorized_session_call(user_ids: Sequence[str], call: Any, *args: Any) -> Any:

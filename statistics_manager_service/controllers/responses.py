@@ -15,3 +15,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return flask.Response(
         orjson.dumps(body, option=_OPTIONS), status=status, headers=headers, mimetype="application/json"
     )
+
+
+def json_body_response(body: bytes) -> flask.Response:
+    """Return JSON bytes serialized earlier, with status 200."""
+    return flask.Response(body, status=200, mimetype="application/json")

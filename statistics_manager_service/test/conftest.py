@@ -72,6 +72,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "jwt_sign_key": TEST_JWT_KEY,
         "kafka_session_timeout_ms": 6000,
         "kafka_heartbeat_interval_ms": 1000,
+        # Off unless a test turns it on: a cached body may trail a commit by the notification's
+        # delivery, and tests that write and read back in one thread would race with it.
+        "response_cache_mb": 0,
     }
     values.update(overrides)
     return Settings(**values).validate()  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ def test_server_database_refuses_the_default_signing_key() -> None:
         ("DEFAULT_TIMEZONE", "Mars/Olympus", "DEFAULT_TIMEZONE is not a known IANA time zone"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json"),
         ("TARIFFS_FILE", "/nonexistent/tariffs.yaml", "TARIFFS_FILE does not exist"),
+        ("RESPONSE_CACHE_MB", "-1", "RESPONSE_CACHE_MB must be between"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
@@ -65,3 +66,8 @@ def test_kafka_settings_have_production_defaults_and_test_overrides() -> None:
         {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}, dotenv_path=None
     )
     assert (fast.kafka_session_timeout_ms, fast.kafka_heartbeat_interval_ms) == (6000, 1000)
+
+
+def test_the_response_cache_is_on_by_default_and_can_be_turned_off() -> None:
+    assert Settings.from_env({}, dotenv_path=None).response_cache_mb == 64
+    assert Settings.from_env({"RESPONSE_CACHE_MB": "0"}, dotenv_path=None).response_cache_mb == 0

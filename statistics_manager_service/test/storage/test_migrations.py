@@ -37,3 +37,38 @@ def test_upgrade_from_empty_matches_the_models_and_is_repeatable(empty_database:
         tables = set(sa.inspect(connection).get_table_names())
     assert {table.name for table in Base.metadata.sorted_tables} <= tables
     engine.dispose()
+
+
+def test_the_change_announcements_come_and_go_with_their_migration(empty_database: str) -> None:
+    from alembic import command
+
+    engine = make_engine(empty_database)
+
+    def announcing_triggers() -> set[str]:
+        if engine.dialect.name != "postgresql":
+            return set()
+        with engine.connect() as connection:
+            return set(
+                connection.execute(
+                    sa.text(
+                        "SELECT tgname FROM pg_trigger WHERE tgname LIKE '%_announce' AND NOT tgisinternal"
+                    )
+                ).scalars()
+            )
+
+    migrate.upgrade(engine, "0001")
+    assert announcing_triggers() == set()
+    migrate.upgrade(engine)
+    expected = {
+        f"{table}_{event}_announce"
+        for table in ("statistics_periods", "households")
+        for event in ("inserted", "updated", "deleted", "truncated")
+    }
+    assert announcing_triggers() == (expected if engine.dialect.name == "postgresql" else set())
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert migrate.current_revision(engine) == "0001"
+    assert announcing_triggers() == set()
+    engine.dispose()

@@ -1,0 +1,115 @@
+"""Response bodies of historic series, kept until their households' statistics change.
+
+The database announces every change of a household's statistics (see `storage/notifications.py`);
+the listener calls `invalidate` with the household ids. A body is stored only when no change of
+its households was announced while it was computed (the `token` taken before the read still
+matches), so a body read before a change can never outlive that change's announcement. While the
+listener is not connected the cache is not `live`: it neither answers nor stores.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Hashable, Iterable, Sequence
+
+from statistics_manager_service import metrics
+
+# Counters of announced changes: households share a slot by hash, so a collision only makes a
+# body be recomputed; memory stays fixed however many households exist.
+_SLOTS = 1 << 16
+# Bookkeeping per stored body beyond its bytes (key, index entries), for the size bound.
+_ENTRY_OVERHEAD = 256
+
+
+class ResponseCache:
+    """A thread-safe LRU of response bodies bounded by their total size, invalidated per household."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[Hashable, tuple[bytes, tuple[str, ...]]] = (
+            collections.OrderedDict()
+        )
+        self._keys_by_user: dict[str, set[Hashable]] = {}
+        self._changes = [0] * _SLOTS
+        self._epoch = 0
+        self._live = False
+        self.size_bytes = 0
+
+    @property
+    def live(self) -> bool:
+        """Whether changes are being announced, so the cache may answer and store."""
+        return self._live
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> bytes | None:
+        """Return the stored body of `key`, if any and the cache is live."""
+        with self._lock:
+            if not self._live:
+                return None
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def token(self, user_ids: Sequence[str]) -> tuple[int, ...] | None:
+        """Take before reading: what `put` checks to know nothing changed meanwhile (None: do not store)."""
+        with self._lock:
+            return self._current(user_ids) if self._live else None
+
+    def put(self, key: Hashable, user_ids: Sequence[str], token: tuple[int, ...] | None, body: bytes) -> bool:
+        """Store `body` unless a change of `user_ids` was announced since `token` was taken."""
+        cost = len(body) + _ENTRY_OVERHEAD
+        if token is None or cost > self.max_bytes:
+            return False
+        with self._lock:
+            if not self._live or self._current(user_ids) != token:
+                return False
+            if key in self._entries:
+                self._drop(key)
+            users = tuple(dict.fromkeys(user_ids))
+            self._entries[key] = (body, users)
+            for user_id in users:
+                self._keys_by_user.setdefault(user_id, set()).add(key)
+            self.size_bytes += cost
+            while self.size_bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+            metrics.RESPONSE_CACHE_BYTES.set(self.size_bytes)
+            return True
+
+    def _current(self, user_ids: Sequence[str]) -> tuple[int, ...]:
+        return (self._epoch, *(self._changes[hash(user_id) % _SLOTS] for user_id in user_ids))
+
+    def invalidate(self, user_ids: Iterable[str]) -> None:
+        """Forget every body of these households; bodies being computed for them will not be stored."""
+        with self._lock:
+            for user_id in user_ids:
+                self._changes[hash(user_id) % _SLOTS] += 1
+                for key in self._keys_by_user.pop(user_id, ()):
+                    if key in self._entries:
+                        self._drop(key)
+            metrics.RESPONSE_CACHE_BYTES.set(self.size_bytes)
+
+    def reset(self, *, live: bool) -> None:
+        """Forget everything (announcements may have been missed) and start or stop answering."""
+        with self._lock:
+            self._entries.clear()
+            self._keys_by_user.clear()
+            self.size_bytes = 0
+            self._epoch += 1
+            self._live = live
+            metrics.RESPONSE_CACHE_BYTES.set(0)
+
+    def _drop(self, key: Hashable) -> None:
+        body, users = self._entries.pop(key)
+        self.size_bytes -= len(body) + _ENTRY_OVERHEAD
+        for user_id in users:
+            keys = self._keys_by_user.get(user_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_by_user[user_id]
