@@ -4,14 +4,15 @@
 2. Loads the measured household through the real handlers (an account event and a year of 15-minute
    readings), then 99 synthetic households copied straight into `households`/`statistics_periods`
    with COPY (a year of daily, weekly, monthly and yearly rows each).
-3. Starts the real service (`python -m statistics_manager_service --role api`, WEB_WORKERS=2) and a bare
-   Flask app on waitress (one process, 16 threads) returning the service's exact response bytes.
-4. Runs `wrk -t2 -c16 --latency` for ~10 s against the bare app and the service, then grows the
-   database to 10,000 households and measures the service again.
+3. Starts the real service (`python -m statistics_manager_service --role api`, WEB_WORKERS=2) on each
+   database twice, with its response cache (the default) and without it (RESPONSE_CACHE_MB=0), and a
+   bare Flask app on waitress (one process, 16 threads) returning the service's exact response bytes.
+4. Runs `wrk -t2 -c16 --latency` for ~10 s against each in turn, in rounds.
 
 Targets: p99 <= 50 ms; service throughput >= 50% of the bare app's; p50/p99 with 10,000 households
-<= 1.2x of those with 100. Compare the ratios, not the absolute numbers: wrk, both servers and
-PostgreSQL share the machine.
+<= 1.2x of those with 100 (judged on the service as configured by default, the cache on; the figures
+without the cache are printed beside them). Compare the ratios, not the absolute numbers: wrk, the
+servers and PostgreSQL share the machine.
 
 Needs: wrk (Debian package `wrk`), waitress (benchmarks/requirements.txt).
 Run: .venv/bin/python benchmarks/query.py   [--duration 10] [--households 10000]
@@ -401,10 +402,11 @@ def show(label: str, result: WrkResult) -> None:
 # --- main --------------------------------------------------------------------------------------
 
 
-def service_env(database_url: str, port: int) -> dict[str, str]:
+def service_env(database_url: str, port: int, cache_mb: int = 64) -> dict[str, str]:
     """The environment of a service process serving `database_url` on `port`."""
     env = {
         **os.environ,
+        "RESPONSE_CACHE_MB": str(cache_mb),
         "DATABASE_URL": database_url,
         "JWT_SIGN_KEY": JWT_SIGN_KEY,
         "PORT": str(port),
@@ -502,20 +504,23 @@ def main() -> int:
         command = [sys.executable, "-m", "statistics_manager_service", "--role", "api"]
         targets: list[Target] = []
         bodies = []
-        for database_url, households in ((small_db, 100), (large_db, args.households)):
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            server = stack.enter_context(
-                running(command, service_env(database_url, port), base + "/api/statistics/health")
-            )
-            status, body = fetch(base + QUERY_PATH, headers)
-            if status != 200:
-                raise RuntimeError(f"the service answered {status}: {body[:300]!r}")
-            bodies.append(body)
-            label = f"service, {households:,} households"
-            targets.append(Target(label, base + QUERY_PATH, server.pid, database_url))
-        if bodies[0] != bodies[1]:
-            raise RuntimeError("the two databases answer differently")
+        for cache_mb in (64, 0):
+            for database_url, households in ((small_db, 100), (large_db, args.households)):
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                server = stack.enter_context(
+                    running(
+                        command, service_env(database_url, port, cache_mb), base + "/api/statistics/health"
+                    )
+                )
+                status, body = fetch(base + QUERY_PATH, headers)
+                if status != 200:
+                    raise RuntimeError(f"the service answered {status}: {body[:300]!r}")
+                bodies.append(body)
+                label = f"service, {households:,} households{'' if cache_mb else ', no cache'}"
+                targets.append(Target(label, base + QUERY_PATH, server.pid, database_url))
+        if any(body != bodies[0] for body in bodies):
+            raise RuntimeError("the services answer differently")
         print(f"response: {len(bodies[0]):,} bytes, {bodies[0].count(b'slot_number')} buckets")
         body_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "body.json"
         body_file.write_bytes(bodies[0])
@@ -526,8 +531,24 @@ def main() -> int:
         if fetch(bare_url)[1] != bodies[0]:
             raise RuntimeError("the bare app does not return the service's bytes")
         targets.insert(0, Target(f"bare Flask + waitress ({BARE_THREADS} thr.)", bare_url, bare_server.pid))
-        bare, small, large = measure(targets, headers, args.rounds, args.duration)
+        bare, small, large, small_uncached, large_uncached = measure(
+            targets, headers, args.rounds, args.duration
+        )
 
+    print(f"\n{'target (service as configured: cache on)':<42} {'measured':>22}  {'wanted':<9} verdict")
+    for name, measured, wanted, ok in verdicts(bare, small, large, args.households):
+        print(f"{name:<42} {measured:>22}  {wanted:<9} {'OK' if ok else 'MISSED'}")
+    print(f"\n{'the same without the cache (RESPONSE_CACHE_MB=0)':<42} {'measured':>22}  {'wanted':<9}")
+    for name, measured, wanted, _ in verdicts(bare, small_uncached, large_uncached, args.households):
+        print(f"{name:<42} {measured:>22}  {wanted:<9}")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 1 if any(r.errors for r in (bare, small, large, small_uncached, large_uncached)) else 0
+
+
+def verdicts(
+    bare: WrkResult, small: WrkResult, large: WrkResult, households: int
+) -> list[tuple[str, str, str, bool]]:
+    """The targets judged on one service configuration: (name, measured, wanted, met)."""
     share, share_large = (
         small.requests_per_s / bare.requests_per_s,
         large.requests_per_s / bare.requests_per_s,
@@ -535,8 +556,8 @@ def main() -> int:
     growth_p50, growth_p99 = large.p50_ms / small.p50_ms, large.p99_ms / small.p99_ms
     growth_cpu = (large.server_cpu_ms + large.postgres_cpu_ms) / (small.server_cpu_ms + small.postgres_cpu_ms)
     worst_p99 = max(small.p99_ms, large.p99_ms)
-    print(f"\n{'target':<34} {'measured':>22}  {'wanted':<9} verdict")
-    verdicts = [
+    thousands = households // 1000
+    return [
         (
             "p99 latency (worse database)",
             f"{worst_p99:.1f} ms",
@@ -545,22 +566,18 @@ def main() -> int:
         ),
         (
             "throughput / bare endpoint",
-            f"{share:.2f} ({share_large:.2f} at {args.households // 1000}k)",
+            f"{share:.2f} ({share_large:.2f} at {thousands}k)",
             f">= {TARGET_THROUGHPUT_SHARE}",
             share >= TARGET_THROUGHPUT_SHARE,
         ),
         (
-            f"latency {args.households // 1000}k / 100 households",
+            f"latency {thousands}k / 100 households",
             f"p50 {growth_p50:.2f}, p99 {growth_p99:.2f}",
             f"<= {TARGET_GROWTH}",
             max(growth_p50, growth_p99) <= TARGET_GROWTH,
         ),
-        (f"CPU/request {args.households // 1000}k / 100", f"{growth_cpu:.2f}", "(info)", True),
+        (f"CPU/request {thousands}k / 100", f"{growth_cpu:.2f}", "(info)", True),
     ]
-    for name, measured, wanted, ok in verdicts:
-        print(f"{name:<34} {measured:>22}  {wanted:<9} {'OK' if ok else 'MISSED'}")
-    print(f"total {time.perf_counter() - started:.0f} s")
-    return 1 if any(r.errors for r in (bare, small, large)) else 0
 
 
 if __name__ == "__main__":
