@@ -103,7 +103,7 @@ DB_POOL_SIZE = Gauge(
 )
 RESPONSE_CACHE_REQUESTS = Counter(
     "statistics_response_cache_requests_total",
-    "Historic-series requests by what the response cache did: hit, miss, or bypass (not live or disabled).",
+    "Cacheable requests by what the response cache did: hit, miss, or bypass (listener not connected).",
     ["result"],
 )
 RESPONSE_CACHE_BYTES = Gauge(

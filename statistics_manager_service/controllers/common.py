@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
@@ -58,23 +58,15 @@ def series_response(
     context = service_context()
     request = series_request(user_ids, start_date, end_date, group_by, include_quality)
     authorize_users(current_principal(), request.user_ids)
-    csv_wanted = wants_csv()
-    cache = None if csv_wanted else context.series_cache()
-    key = series_key(kind, request)
-    token = None
-    if cache is not None:
-        body = cache.get(key)
-        metrics.RESPONSE_CACHE_REQUESTS.labels("hit" if body else "miss" if cache.live else "bypass").inc()
-        if body is not None:
-            return json_body_response(body)
-        token = cache.token(request.user_ids)
-    series = read_call(context.reads, load_series, request, METRICS[kind], context.settings.default_timezone)
-    if csv_wanted:
-        return csv_response(series)
-    response = json_response([{"user_id": s.user_id, "metrics": s.metrics} for s in series])
-    if cache is not None:
-        cache.put(key, request.user_ids, token, response.get_data())
-    return response
+    tz = context.settings.default_timezone
+    if wants_csv():
+        return csv_response(read_call(context.reads, load_series, request, METRICS[kind], tz))
+
+    def body() -> Any:
+        series = read_call(context.reads, load_series, request, METRICS[kind], tz)
+        return [{"user_id": s.user_id, "metrics": s.metrics} for s in series]
+
+    return cached_json_response(series_key(kind, request), request.user_ids, body)
 
 
 def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
@@ -86,6 +78,26 @@ def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
     """
     end_quarter = -(-request.end_s // 900)
     return (kind, request.user_ids, request.group_by, request.start_s, end_quarter, request.include_quality)
+
+
+def cached_json_response(
+    key: tuple[object, ...], user_ids: Sequence[str], body: Callable[[], Any]
+) -> flask.Response:
+    """Answer from the response cache, or serialize `body()` and keep it until `user_ids` change.
+
+    `key` must hold everything the body depends on besides the households' stored data.
+    """
+    cache = service_context().series_cache()
+    if cache is None:
+        return json_response(body())
+    cached = cache.get(key)
+    metrics.RESPONSE_CACHE_REQUESTS.labels("hit" if cached else "miss" if cache.live else "bypass").inc()
+    if cached is not None:
+        return json_body_response(cached)
+    token = cache.token(user_ids)  # before the read: a change announced meanwhile keeps it out
+    response = json_response(body())
+    cache.put(key, user_ids, token, response.get_data())
+    return response
 
 
 def authorized_session_call(user_ids: Sequence[str], call: Any, *args: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Response bodies of historic series, kept until their households' statistics change.
+"""Response bodies kept until their households' data change.
 
 The database announces every change of a household's statistics (see `storage/notifications.py`);
 the listener calls `invalidate` with the household ids. A body is stored only when no change of

@@ -23,13 +23,21 @@ from statistics_manager_service.models.events import EARLIEST_READING
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.storage.notifications import CHANNEL
 from statistics_manager_service.test.conftest import make_settings
-from statistics_manager_service.test.support.pipeline import account_message, meter_message, process, reading
+from statistics_manager_service.test.support.pipeline import (
+    account_message,
+    envelope,
+    message,
+    meter_message,
+    process,
+    reading,
+)
 
 USER, OTHER = "cachehome1", "otherhome1"
 START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 URL = (
     "/api/statistics/{}?user_ids={}&start_date=2026-03-01T00:00:00Z&end_date=2026-03-04T00:00:00Z&group_by={}"
 )
+REAL = "/api/statistics/power-consumed-real?user_id={}&start_date=2026-03-01T00:00:00Z&end_date=2026-03-04T00:00:00Z&group_by={}"
 KINDS = (
     "energy-consumption",
     "energy-injection",
@@ -175,6 +183,7 @@ def test_cached_answers_equal_fresh_ones_until_and_after_a_change(
     urls += [
         URL.format("energy-consumption", f"{USER}&user_ids={OTHER}", "15_mins") + "&include_quality=true"
     ]
+    urls += [REAL.format(user, group) for user in (USER, OTHER) for group in ("hourly", "daily")]
     with fresh_app.test_client() as fresh, cached_app.test_client() as client:
 
         def check_all() -> None:
@@ -194,9 +203,27 @@ def test_cached_answers_equal_fresh_ones_until_and_after_a_change(
         wait_for(lambda: len(cache) == sum(USER not in url for url in urls), "USER's answers to go")
         check_all()
 
+        # A forecast for OTHER changes only its forecast-vs-real answers.
+        forecast = {
+            "user_id": OTHER,
+            "forecast_day": "2026-03-01",
+            "interval_minutes": 60,
+            "values": [
+                {"timestamp": f"2026-03-01T{hour:02d}:00:00Z", "energy_kwh": 0.5} for hour in range(24)
+            ],
+        }
+        cached_before = len(cache)
+        assert (
+            process(cached, [message("statistics", envelope("ForecastComputedEvent", forecast), OTHER)]) == []
+        )
+        wait_for(lambda: len(cache) < cached_before, "OTHER's answers to go")
+        check_all()
+        answer = client.get(REAL.format(OTHER, "daily"), headers=headers).json()
+        assert answer[0]["forecast"][0]["energy"] == pytest.approx(12.0)
+
         # Erasure: the household is gone from every answer at once.
         assert process(cached, [account_message(USER, "UserHardDeleted")]) == []
-        wait_for(lambda: len(cache) == sum(USER not in url for url in urls), "the erased answers to go")
+        wait_for(lambda: all(USER not in str(key) for key in cache._entries), "the erased answers to go")
         assert client.get(URL.format("energy-consumption", USER, "daily"), headers=headers).status_code == 404
 
 

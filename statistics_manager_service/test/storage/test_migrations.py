@@ -61,7 +61,7 @@ def test_the_change_announcements_come_and_go_with_their_migration(empty_databas
     migrate.upgrade(engine)
     expected = {
         f"{table}_{event}_announce"
-        for table in ("statistics_periods", "households")
+        for table in ("statistics_periods", "households", "consumption_curves")
         for event in ("inserted", "updated", "deleted", "truncated")
     }
     assert announcing_triggers() == (expected if engine.dialect.name == "postgresql" else set())

@@ -1,9 +1,9 @@
 """announce statistics changes
 
-Every statement that changes `statistics_periods` or `households` on PostgreSQL sends one
-`NOTIFY statistics_changed, '<user_id>'` per household it touched (delivered at commit, once per
-household and transaction); a `TRUNCATE` sends `'*'`. API processes listening on the channel drop
-the cached responses of those households. SQLite has no notifications: nothing to create there.
+Every statement that changes `statistics_periods`, `households` or `consumption_curves` on
+PostgreSQL sends one `NOTIFY statistics_changed, '<user_id>'` per household it touched (delivered at
+commit, once per household and transaction); a `TRUNCATE` sends `'*'`. API processes listening on
+the channel drop the cached responses of those households. SQLite has no notifications: nothing to create there.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,7 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CHANNEL = "statistics_changed"
-TABLES = ("statistics_periods", "households")
+TABLES = ("statistics_periods", "households", "consumption_curves")
 # (trigger suffix, event, transition table)
 ROW_EVENTS = (("inserted", "INSERT", "NEW"), ("updated", "UPDATE", "NEW"), ("deleted", "DELETE", "OLD"))
 
