@@ -184,6 +184,7 @@ def test_cached_answers_equal_fresh_ones_until_and_after_a_change(
         URL.format("energy-consumption", f"{USER}&user_ids={OTHER}", "15_mins") + "&include_quality=true"
     ]
     urls += [REAL.format(user, group) for user in (USER, OTHER) for group in ("hourly", "daily")]
+    urls += [f"/api/statistics/statistics-summary?user_id={user}&date=2026-03-02" for user in (USER, OTHER)]
     with fresh_app.test_client() as fresh, cached_app.test_client() as client:
 
         def check_all() -> None:
