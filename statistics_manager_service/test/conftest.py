@@ -48,6 +48,18 @@ def drop_postgres_database(url: str) -> None:
     engine.dispose()
 
 
+def terminate_backends(engine: sa.Engine, condition: str = "TRUE") -> int:
+    """Close the other server connections to `engine`'s database matching `condition`, as a restart would."""
+    with engine.connect() as connection:
+        closed: int = connection.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({condition})"
+            )
+        ).scalar_one()
+    return closed
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database for the whole test session."""

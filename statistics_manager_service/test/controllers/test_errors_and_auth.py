@@ -11,11 +11,10 @@ from collections.abc import Callable
 
 import jwt
 import pytest
-import sqlalchemy as sa
 
 from statistics_manager_service.app import ServiceContext, build_context, create_app
 from statistics_manager_service.log import configure_logging
-from statistics_manager_service.test.conftest import TEST_JWT_KEY, make_settings
+from statistics_manager_service.test.conftest import TEST_JWT_KEY, make_settings, terminate_backends
 from statistics_manager_service.test.support.pipeline import account_message, meter_message, process, reading
 
 USER = "household01"[:10]
@@ -83,14 +82,7 @@ def test_reads_survive_connections_closed_by_the_database(client, auth_headers: 
     url = CONSUMPTION.format(USER)
     before = client.get(url, headers=auth_headers(user_id=USER))
     assert before.status_code == 200 and before.json()[0]["metrics"]
-    with seeded.engine.connect() as connection:
-        closed = connection.execute(
-            sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    assert closed >= 1
+    assert terminate_backends(seeded.engine) >= 1
     after = client.get(url, headers=auth_headers(user_id=USER))
     assert after.status_code == 200
     assert after.json() == before.json()

@@ -22,7 +22,7 @@ from statistics_manager_service.app import ServiceContext, build_context, create
 from statistics_manager_service.models.events import EARLIEST_READING
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.storage.notifications import CHANNEL
-from statistics_manager_service.test.conftest import make_settings
+from statistics_manager_service.test.conftest import make_settings, terminate_backends
 from statistics_manager_service.test.support.pipeline import (
     account_message,
     envelope,
@@ -239,14 +239,7 @@ def test_the_cache_stops_answering_while_the_listener_is_disconnected(
     with create_app(cached.settings, context=cached).test_client() as client:
         body = client.get(url, headers=headers).content
         assert len(cache) == 1
-        with cached.engine.connect() as connection:
-            closed = connection.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
-        assert closed == 1
+        assert terminate_backends(cached.engine, "query LIKE 'LISTEN%'") == 1
         wait_for(lambda: not cache.live, "the listener to notice")
         assert len(cache) == 0
         assert client.get(url, headers=headers).content == body  # answered from the database
