@@ -83,9 +83,9 @@ class ChangeListener:
         metrics.RESPONSE_CACHE_LIVE.set(0)
 
     def _listen(self) -> None:
-        fairy = self.engine.raw_connection()
-        fairy.detach()  # this connection is ours for good, never back in the pool
-        connection: Any = fairy.dbapi_connection
+        # A connection of its own, outside the pool (and its gauges): it is held for good.
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        connection: Any = self.engine.dialect.loaded_dbapi.connect(*args, **{"connect_timeout": 5, **kwargs})
         self._connection = connection
         connection.autocommit = True
         with connection.cursor() as cursor:
