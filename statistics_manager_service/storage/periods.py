@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from statistics_manager_service.storage.upsert import upsert_frame
 from statistics_manager_service.storage.windows import read_windows
 
 PERIOD_KEY = ["user_id", "granularity", "period_start"]
+APPENDING_GRANULARITIES = ("15_mins", "hourly")
 PERIOD_VALUE_COLUMNS = [
     column.name
     for column in StatisticsPeriod.__table__.columns
@@ -34,7 +36,10 @@ def upsert_periods(session: Session, granularity: str, periods: pd.DataFrame) ->
     frame["period_start"] = frame["period_start"].astype("int64")
     frame["reset_detected"] = frame["reset_detected"].astype(bool)
     frame["updated_at"] = int(time.time())
-    upsert_frame(session, StatisticsPeriod, frame, PERIOD_KEY)
+    # Live readings add 15-minute and hourly rows past the stored ones; the coarser levels mostly
+    # rewrite their newest period, where the lookup of the newest stored row would be wasted.
+    appends = granularity in APPENDING_GRANULARITIES
+    upsert_frame(session, StatisticsPeriod, frame, PERIOD_KEY, appends=appends)
     return len(frame)
 
 
@@ -83,12 +88,19 @@ def load_period_windows(session: Session, windows: pd.DataFrame, granularity: st
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Give period rows the dtypes the engine works with (as read back from either database)."""
-    frame["period_start"] = frame["period_start"].astype("int64")
-    for column in PERIOD_VALUE_COLUMNS:
-        if column != "reset_detected":
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["reset_detected"] = frame["reset_detected"].astype(bool)
-    return frame
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        if name == "period_start":
+            columns[name] = series.astype("int64")
+        elif name == "reset_detected":
+            columns[name] = series.astype(bool)
+        elif name in PERIOD_VALUE_COLUMNS and series.dtype != np.float64:
+            columns[name] = pd.to_numeric(series, errors="coerce").astype("float64")
+        else:
+            columns[name] = series
+    # Built at once: setting 20-odd columns one by one costs more than the conversions.
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def _stored_form(periods: pd.DataFrame) -> pd.DataFrame | None:

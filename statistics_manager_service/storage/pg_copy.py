@@ -1,9 +1,11 @@
-"""PostgreSQL bulk loading: a DataFrame COPied in binary format into a temporary table.
+"""PostgreSQL bulk loading: a DataFrame COPied in binary format, into a temporary table or a table.
 
 The binary format carries floats and integers exactly and costs no text formatting. Rows are
-grouped by the byte lengths of their strings, so that each group is one fixed-layout NumPy record
-array serialised in a single call. Float NaN travels as NaN: the caller turns it into NULL
-(`NULLIF(column, 'NaN')`), as the executemany path turns NaN into None.
+grouped by the byte lengths of their fields (strings, NULLs), so that each group is one
+fixed-layout NumPy record array serialised in a single call. Into a temporary table, float NaN
+travels as NaN: the caller turns it into NULL (`NULLIF(column, 'NaN')`), as the executemany path
+turns NaN into None. Into a table (`copy_into`), NaN is sent as NULL and every value in the
+binary form of its column's type.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-Kind = Literal["float", "int", "bool", "text", "null"]
+Kind = Literal["float", "int", "int4", "bool", "text", "null"]
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
@@ -29,7 +31,9 @@ _SQL_TYPES: dict[str, str] = {
     "bool": "boolean",
     "text": "text",
 }
-_BINARY_TYPES: dict[str, str] = {"float": ">f8", "int": ">i8", "bool": "u1"}
+_BINARY_TYPES: dict[str, str] = {"float": ">f8", "int": ">i8", "int4": ">i4", "bool": "u1"}
+_INT4_RANGE = (-(2**31), 2**31 - 1)
+_INT8_RANGE = (-(2**63), 2**63 - 1)
 # Rows per COPY statement: bounds the memory of the encoded buffer.
 CHUNK_ROWS = 100_000
 # More string-length layouts than this: the frame is not worth encoding group by group.
@@ -44,8 +48,9 @@ class _TooManyLayouts(Exception):
 class _Column:
     name: str
     kind: Kind
-    values: np.ndarray  # float64, int64 or uint8; text: fixed-width bytes per row
-    lengths: np.ndarray | None = None  # text: UTF-8 byte length per row, -1 for NULL
+    values: np.ndarray  # float64, int64, int32 or uint8; text: fixed-width bytes per row; null: empty
+    # Byte length of each row's field, -1 for NULL, where it varies: text, NULL-able numbers, null.
+    lengths: np.ndarray | None = None
 
 
 def supported(session: Session) -> bool:
@@ -57,7 +62,8 @@ def supported(session: Session) -> bool:
 def _text_column(name: str, series: pd.Series) -> _Column | None:
     codes, uniques = pd.factorize(series)
     if len(uniques) == 0:
-        return _Column(name, "null", np.empty(0))  # only NULLs: not copied, of the target's type
+        # Only NULLs: of the target's type (left out of a temporary table).
+        return _Column(name, "null", np.empty(0), np.full(len(series), -1, dtype=np.int32))
     if not all(isinstance(value, str) for value in uniques):
         return None
     encoded = [value.encode("utf-8") for value in uniques]
@@ -91,18 +97,30 @@ def _columns(frame: pd.DataFrame) -> list[_Column] | None:
 
 
 def _layouts(columns: Sequence[_Column], rows: slice) -> Iterator[tuple[np.ndarray | None, tuple[int, ...]]]:
-    """Yield (row indices or None for all, string lengths) per group of rows sharing a layout."""
-    texts = [column.lengths[rows] for column in columns if column.lengths is not None]
-    if not texts:
+    """Yield (row indices or None for all, field lengths) per group of rows sharing a layout."""
+    varying = [column.lengths[rows] for column in columns if column.lengths is not None]
+    if not varying:
         yield None, ()
         return
-    stacked = np.stack(texts, axis=1)
+    stacked = np.stack(varying, axis=1)
     if (stacked == stacked[0]).all():
         yield None, tuple(int(length) for length in stacked[0])
         return
-    layouts, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    for index, layout in enumerate(layouts):
-        yield np.flatnonzero(inverse.ravel() == index), tuple(int(length) for length in layout)
+    # One code per distinct combination of lengths: the columns' codes combined column by column
+    # and renumbered after each, so that they stay small.
+    codes = np.zeros(len(stacked), dtype=np.int64)
+    for position in range(stacked.shape[1]):
+        lengths = stacked[:, position]
+        if (lengths == lengths[0]).all():
+            continue
+        column_codes, uniques = pd.factorize(lengths)
+        codes, _ = pd.factorize(codes * len(uniques) + column_codes)
+        if codes.max() >= MAX_LAYOUTS:
+            raise _TooManyLayouts
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for picked in np.split(order, bounds):
+        yield picked, tuple(int(length) for length in stacked[picked[0]])
 
 
 def _encode(
@@ -110,30 +128,26 @@ def _encode(
 ) -> bytes:
     """Encode one group of rows as binary COPY tuples."""
     fields: list[tuple[str, str]] = [("count", ">i2")]
-    text_lengths = iter(layout)
-    widths: dict[str, int] = {}
+    lengths = iter(layout)
+    widths: dict[int, int] = {}
     for position, column in enumerate(columns):
         fields.append((f"l{position}", ">i4"))
-        if column.kind == "text":
-            widths[column.name] = next(text_lengths)
-            if widths[column.name] > 0:
-                fields.append((f"v{position}", f"S{widths[column.name]}"))
-        else:
+        if column.lengths is None:
             fields.append((f"v{position}", _BINARY_TYPES[column.kind]))
+            continue
+        widths[position] = next(lengths)
+        if widths[position] > 0:
+            binary = f"S{widths[position]}" if column.kind == "text" else _BINARY_TYPES[column.kind]
+            fields.append((f"v{position}", binary))
     size = rows.stop - rows.start if picked is None else len(picked)
     records = np.empty(size, dtype=np.dtype(fields))
     records["count"] = len(columns)
     for position, column in enumerate(columns):
-        values = column.values[rows]
-        if picked is not None:
-            values = values[picked]
-        if column.kind == "text":
-            records[f"l{position}"] = widths[column.name]
-            if widths[column.name] > 0:
-                records[f"v{position}"] = values
-        else:
-            records[f"l{position}"] = values.dtype.itemsize
-            records[f"v{position}"] = values
+        width = widths.get(position, np.dtype(_BINARY_TYPES.get(column.kind, "u1")).itemsize)
+        records[f"l{position}"] = width
+        if width > 0:
+            values = column.values[rows]
+            records[f"v{position}"] = values if picked is None else values[picked]
     return records.tobytes()
 
 
@@ -197,6 +211,87 @@ def copy_to_temp(session: Session, name: str, frame: pd.DataFrame) -> TempTable 
 def drop_temp(session: Session, temp: TempTable) -> None:
     """Drop a table made by `copy_to_temp` (a transaction may load the same target again)."""
     session.execute(sa.text(f'DROP TABLE "{temp.table.name}"'))
+
+
+# ---- straight into a table ----------------------------------------------------------------------
+
+
+def _nullable(name: str, kind: Kind, values: np.ndarray, missing: np.ndarray) -> _Column:
+    """A number column whose `missing` rows are sent as NULL."""
+    if not missing.any():
+        return _Column(name, kind, values)
+    width = np.dtype(_BINARY_TYPES[kind]).itemsize
+    return _Column(name, kind, values, np.where(missing, -1, width).astype(np.int32))
+
+
+def _integer_column(name: str, series: pd.Series, kind: Kind) -> _Column | None:
+    """Integers for an integer column: whole numbers only (NaN is NULL), within the type's range."""
+    low, high = _INT4_RANGE if kind == "int4" else _INT8_RANGE
+    if series.dtype.kind in "iu":
+        values = series.to_numpy()
+        if len(values) and (values.min() < low or values.max() > high):
+            return None
+        return _Column(name, kind, values.astype(_BINARY_TYPES[kind][1:]))
+    numbers = series.to_numpy(dtype=np.float64)
+    missing = np.isnan(numbers)
+    present = numbers[~missing]
+    # Only values that convert exactly: anything else goes the way that lets PostgreSQL convert it.
+    if not (np.all(present == np.rint(present)) and np.all(present >= low) and np.all(present <= high)):
+        return None
+    values = np.where(missing, 0, numbers).astype(_BINARY_TYPES[kind][1:])
+    return _nullable(name, kind, values, missing)
+
+
+def _target_column(name: str, series: pd.Series, column_type: sa.types.TypeEngine[Any]) -> _Column | None:
+    """A frame column encoded in the binary form of the table column's type; None when it cannot be."""
+    kind = series.dtype.kind
+    if isinstance(column_type, sa.Float):
+        if kind not in "fiu":
+            return None
+        values = series.to_numpy(dtype=np.float64)
+        return _nullable(name, "float", values, np.isnan(values))
+    if isinstance(column_type, sa.Boolean):
+        return _Column(name, "bool", series.to_numpy(dtype=np.uint8)) if kind == "b" else None
+    if isinstance(column_type, sa.SmallInteger) or not isinstance(column_type, sa.Integer):
+        if isinstance(column_type, sa.String) and kind == "O":
+            return _text_column(name, series)
+        return None
+    if kind not in "fiu":
+        return None
+    return _integer_column(name, series, "int" if isinstance(column_type, sa.BigInteger) else "int4")
+
+
+def copy_into(session: Session, table: sa.Table, frame: pd.DataFrame) -> bool | None:
+    """COPY `frame`'s rows straight into `table`, inside a savepoint.
+
+    True: every row is stored. False: a row's key already exists (a unique violation); the
+    savepoint is rolled back and nothing is stored. None: the frame cannot be sent this way
+    (a column's values do not convert exactly to its type); nothing was sent. NaN is stored
+    as NULL; columns missing from the frame get the table's server-side defaults.
+    """
+    columns: list[_Column] = []
+    for name in frame.columns:
+        column = _target_column(str(name), frame[name], table.c[name].type)
+        if column is None:
+            return None
+        columns.append(column)
+    try:
+        buffers = list(_buffers(columns, len(frame)))
+    except _TooManyLayouts:
+        return None
+    from psycopg2 import errors  # only reached with psycopg2 (see `supported`)
+
+    quoted = ", ".join(f'"{column.name}"' for column in columns)
+    copy = f'COPY "{table.name}" ({quoted}) FROM STDIN WITH (FORMAT binary)'
+    try:
+        with session.begin_nested():  # flushes pending ORM changes first, as any statement would
+            connection: Any = session.connection().connection.dbapi_connection
+            with connection.cursor() as cursor:  # psycopg2's
+                for buffer in buffers:
+                    cursor.copy_expert(copy, io.BytesIO(buffer))
+    except errors.UniqueViolation:
+        return False
+    return True
 
 
 # ---- reading ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def upsert_readings(session: Session, readings: pd.DataFrame) -> int:
     if readings.empty:
         return 0
     merged = readings[READING_COLUMNS].groupby(["user_id", "source", "ts"], as_index=False, sort=True).max()
-    upsert_frame(session, RawReading, merged, ["user_id", "source", "ts"], merge="max")
+    upsert_frame(session, RawReading, merged, ["user_id", "source", "ts"], merge="max", appends=True)
     return len(merged)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, cast
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -113,23 +114,102 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return clean.to_dict("records")  # type: ignore[return-value]
 
 
+def _newest_stored(session: Session, table: sa.Table, frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per row, the largest stored value of the last key column among the rows sharing its other keys.
+
+    One statement: each group's maximum is one index lookup. The smallest int64 where the group
+    has no row.
+    """
+    prefix, last = keys[:-1], keys[-1]
+    # Groups numbered in order of first appearance, column by column (hashing, no sorting).
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for name in prefix:
+        column_codes, uniques = pd.factorize(frame[name])
+        codes, _ = pd.factorize(codes * len(uniques) + column_codes)
+    first = np.empty(int(codes.max()) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write of each group wins
+    groups = frame[prefix].iloc[first]
+    arrays = [
+        sa.cast(
+            sa.bindparam(
+                f"group_{name}",
+                groups[name].tolist(),
+                type_=postgresql.ARRAY(table.c[name].type),
+            ),
+            postgresql.ARRAY(table.c[name].type),
+        )
+        for name in prefix
+    ]
+    group = (
+        sa.func.unnest(*arrays).table_valued(*prefix, with_ordinality="position").render_derived(name="grp")
+    )
+    newest = (
+        sa.select(sa.func.max(table.c[last]))
+        .where(*(table.c[name] == group.c[name] for name in prefix))
+        .scalar_subquery()
+    )
+    stored = np.full(len(groups), np.iinfo(np.int64).min, dtype=np.int64)
+    for position, value in session.execute(sa.select(group.c.position, newest).select_from(group)):
+        if value is not None:
+            stored[int(position) - 1] = int(value)
+    return stored[codes]
+
+
+def _with_defaults(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The frame plus the columns it lacks that have a constant default, as an INSERT would fill
+    them; None when a lacking column's default is computed."""
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in frame.columns or column.default is None:
+            continue
+        if not column.default.is_scalar:
+            return None
+        defaults[column.name] = column.default.arg  # type: ignore[attr-defined]
+    return frame.assign(**defaults) if defaults else frame
+
+
+def _copy_appended(session: Session, table: sa.Table, frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """COPY the rows past their group's newest stored key straight into the table; return the rest.
+
+    No such row can conflict unless a concurrent transaction stores it first; then the COPY fails
+    on the unique key, is rolled back, and every row is returned to be upserted.
+    """
+    if len(keys) < 2 or frame[keys[-1]].dtype.kind not in "iu":
+        return frame
+    appended = frame[keys[-1]].to_numpy(dtype=np.int64) > _newest_stored(session, table, frame, keys)
+    if not appended.any():
+        return frame
+    rows = _with_defaults(table, frame[appended])
+    if rows is None or pg_copy.copy_into(session, table, rows) is not True:
+        return frame
+    return frame[~appended]
+
+
 def upsert_frame(
     session: Session,
     model: type[Base] | sa.Table,
     frame: pd.DataFrame,
     key_columns: Iterable[str],
     merge: Merge = "replace",
+    appends: bool = False,
 ) -> None:
     """`upsert_rows` for the rows of a frame (NaN is NULL); keys must be unique within the frame.
 
     On PostgreSQL the frame is COPied into a temporary table and upserted with one
     INSERT … SELECT … ON CONFLICT: an order of magnitude faster than executemany, which
-    psycopg2 runs row by row for an upsert.
+    psycopg2 runs row by row for an upsert. With `appends` (the last key column is a time that
+    mostly grows within the other key columns), the rows past their group's newest stored time
+    are first COPied straight into the table, which costs PostgreSQL about half as much as the
+    upsert; the stored rows are the same.
     """
     if frame.empty:
         return
     table = _table(model)
     keys = list(key_columns)
+    if appends and len(frame) >= COPY_MIN_ROWS and pg_copy.supported(session):
+        frame = _copy_appended(session, table, frame, keys)
+        if frame.empty:
+            return
     copied = (
         len(frame) >= COPY_MIN_ROWS
         and pg_copy.supported(session)

@@ -152,6 +152,8 @@ def _disjoint(windows: pd.DataFrame, match_columns: list[str]) -> pd.DataFrame:
     windows = windows[windows["end_s"] > windows["start_s"]].sort_values([*match_columns, "start_s"])
     if len(windows) < 2:
         return windows
+    if not windows.duplicated(match_columns).any():
+        return windows.reset_index(drop=True)  # one window per match: nothing to merge
     same_match = (windows[match_columns] == windows[match_columns].shift()).all(axis=1)
     reach = windows.groupby(match_columns, sort=False)["end_s"].cummax()
     # A window starts a new run unless it overlaps or touches the run before it.
