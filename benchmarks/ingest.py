@@ -4,8 +4,9 @@ For each scenario the script
 1. creates a PostgreSQL database (127.0.0.1:5432, user postgres, trust auth), dropped at the end, and
    starts the real Kafka-protocol broker (tansu, in-memory storage) with the service's topics;
 2. starts the real worker (`python -m statistics_manager_service --role worker`: consumer and outbox
-   relay; KAFKA_MAX_POLL_RECORDS=500 unless --max-poll-records says otherwise), waits until it has
-   joined its group (a warm-up account event is stored), then produces the readings (key = user id,
+   relay; KAFKA_MAX_POLL_RECORDS=500 unless --max-poll-records says otherwise; --workers N starts N
+   of them in one consumer group), waits until each has joined the group (has stored a warm-up
+   account event from its partitions), then produces the readings (key = user id,
    day by day as live meters would send them) and stops the clock when every household's newest
    reading is aggregated; it then checks that `raw_readings` holds every reading and that the local
    days of `statistics_periods` add up to the registers' differences;
@@ -20,8 +21,8 @@ size would be 672,000 messages). Targets: batch end to end >= 40% of the COPY ra
 script): compare the ratios, not the absolute numbers.
 
 Run: .venv/bin/python benchmarks/ingest.py   [--scenario batch|single|both] [--households 1000]
-     [--single-households 100] [--days 7] [--max-poll-records 500] [--profile DIR]
-     (--profile DIR: py-spy, `pip install py-spy`, samples the worker into DIR)
+     [--single-households 100] [--days 7] [--max-poll-records 500] [--workers 1] [--profile DIR]
+     (--profile DIR: py-spy, `pip install py-spy`, samples each worker into DIR)
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ PER_DAY = 96
 TIMEZONE = "Europe/Lisbon"  # the default time zone of households without an account
 PARTITIONS = 6  # as in Docker-compose
 MAX_POLL_RECORDS = 500
+WORKERS = 1  # worker processes in the consumer group
 TOPICS = ("meter-readings", "user-account", "grid-signals", "statistics", "statistics.dlq")
-WARMUP_USER = "warmup0001"
+WARMUP_PREFIX = "warm"  # warm-up households: warm<round, 4 digits><partition, 2 digits>
 TARGET_COPY_SHARE = 0.40  # batch scenario: end to end vs raw COPY
 TARGET_CONSUME_SHARE = 0.30  # single scenario: end to end vs bare consume loop
 TIMEOUT_S = 400.0
@@ -285,30 +287,63 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running_worker(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `--role worker` in its own process group, wait for /health, stop it on exit."""
+def running_workers(env: dict[str, str], count: int) -> Iterator[list[tuple[subprocess.Popen[bytes], int]]]:
+    """Start `count` `--role worker` processes, each in its own process group and on its own port;
+    wait for their /health; stop them on exit. Yields (process, port) pairs."""
     command = [sys.executable, "-m", "statistics_manager_service", "--role", "worker"]
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
+    started: list[tuple[subprocess.Popen[bytes], int]] = []
 
-    def healthy() -> bool:
+    def healthy(process: subprocess.Popen[bytes], port: int) -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"the worker exited with {process.returncode}")
+            raise RuntimeError(f"a worker exited with {process.returncode}")
         url = f"http://127.0.0.1:{port}/api/statistics/health"
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
         return False
 
     try:
-        wait_for(healthy, "the worker's /health", 60.0, 0.2)
-        yield process
+        for _ in range(count):
+            port = free_port()
+            process = subprocess.Popen(
+                command, env={**env, "PORT": str(port)}, cwd=REPO_ROOT, start_new_session=True
+            )
+            started.append((process, port))
+        for process, port in started:
+            wait_for(lambda: healthy(process, port), "a worker's /health", 60.0, 0.2)  # noqa: B023
+        yield started
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+        for process, _ in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process, _ in started:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def processed_account_events(port: int) -> float:
+    """The user-account events a worker has processed, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        body = response.read().decode()
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("statistics_events_processed_total{") and 'user-account"' in line:
+            total += float(line.rpartition(" ")[2])
+    return total
+
+
+@contextlib.contextmanager
+def profiled_all(pids: list[int], output: Path | None) -> Iterator[None]:
+    """`profiled` for every worker: DIR/worker-<scenario>.txt, or -1, -2, … with several."""
+    with contextlib.ExitStack() as stack:
+        for index, pid in enumerate(pids, start=1):
+            path = output
+            if output is not None and len(pids) > 1:
+                path = output.with_name(f"{output.stem}-{index}{output.suffix}")
+            stack.enter_context(profiled(pid, path))
+        yield
 
 
 @contextlib.contextmanager
@@ -342,6 +377,38 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
 # --- measurements --------------------------------------------------------------------------------
 
 
+def warm_up(producer: Any, topic: str, ports: list[int], scalar: Callable[..., Any]) -> None:
+    """Send account events to every partition until every worker has stored one of its own.
+
+    Then each worker has been assigned its partitions: the group has settled.
+    """
+    import orjson
+
+    deadline = time.monotonic() + 90.0
+    for round_ in range(1000):
+        users = [f"{WARMUP_PREFIX}{round_:04d}{partition:02d}" for partition in range(PARTITIONS)]
+        for partition, user_id in enumerate(users):
+            body = {
+                "eventId": f"warm-up-{user_id}",
+                "eventType": "UserRegistered",
+                "payload": {"user_id": user_id},
+            }
+            producer.send(topic, key=user_id.encode(), value=orjson.dumps(body), partition=partition)
+        producer.flush(timeout=30)
+        wait_for(
+            lambda: scalar("SELECT count(*) FROM households WHERE user_id = ANY(:u)", u=users) == len(users),  # noqa: B023
+            "the workers to join their group and store the warm-up events",
+            90.0,
+            0.2,
+        )
+        if all(processed_account_events(port) > 0 for port in ports):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("a worker got no partition of the warm-up topic")
+        time.sleep(1.0)
+    raise RuntimeError("the workers did not settle")
+
+
 def end_to_end(
     database_url: str,
     bootstrap: str,
@@ -351,11 +418,9 @@ def end_to_end(
     profile: Path | None,
 ) -> tuple[float, float, float]:
     """Produce `messages` to a running worker; return (seconds to aggregated, produce seconds, worker CPU)."""
-    import orjson
     import sqlalchemy as sa
     from kafka import KafkaProducer
 
-    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -368,7 +433,6 @@ def end_to_end(
         "KAFKA_MAX_POLL_RECORDS": str(MAX_POLL_RECORDS),
         "RUN_MIGRATIONS_ON_START": "false",
         "HOST": "127.0.0.1",
-        "PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(REPO_ROOT),
     }
@@ -383,25 +447,17 @@ def end_to_end(
         bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=512 * 1024, max_request_size=4 << 20
     )
     try:
-        with running_worker(env, port) as worker:
-            warmup = orjson.dumps(
-                {"eventId": "warm-up", "eventType": "UserRegistered", "payload": {"user_id": WARMUP_USER}}
-            )
-            producer.send(f"{prefix}user-account", key=WARMUP_USER.encode(), value=warmup).get(timeout=30)
-            wait_for(
-                lambda: scalar("SELECT count(*) FROM households WHERE user_id = :u", u=WARMUP_USER) == 1,
-                "the worker to join its group and store the warm-up event",
-                60.0,
-                0.2,
-            )
-            cpu_before = cpu_seconds(worker.pid)
+        with running_workers(env, WORKERS) as started:
+            warm_up(producer, f"{prefix}user-account", [port for _, port in started], scalar)
+            pids = [process.pid for process, _ in started]
+            cpu_before = sum(cpu_seconds(pid) for pid in pids)
             topic = f"{prefix}meter-readings"
-            with profiled(worker.pid, profile):
-                started = time.perf_counter()
+            with profiled_all(pids, profile):
+                started_at = time.perf_counter()
                 for key, value in messages:
                     producer.send(topic, key=key, value=value)
                 producer.flush(timeout=TIMEOUT_S)
-                produced = time.perf_counter() - started
+                produced = time.perf_counter() - started_at
                 wait_for(
                     lambda: (
                         scalar("SELECT count(*) FROM households WHERE last_reading_ts = :t", t=last_ts)
@@ -411,9 +467,11 @@ def end_to_end(
                     TIMEOUT_S,
                     0.05,
                 )
-                elapsed = time.perf_counter() - started
-            worker_cpu = cpu_seconds(worker.pid) - cpu_before
-        readings = scalar("SELECT count(*) FROM raw_readings WHERE user_id <> :u", u=WARMUP_USER)
+                elapsed = time.perf_counter() - started_at
+            worker_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        readings = scalar(
+            "SELECT count(*) FROM raw_readings WHERE user_id NOT LIKE :w", w=WARMUP_PREFIX + "%"
+        )
         if readings != fleet.readings:
             raise RuntimeError(f"raw_readings holds {readings} readings, not {fleet.readings}")
         days, kwh = expected_days(fleet)
@@ -541,7 +599,7 @@ def report(results: list[Result]) -> None:
 
 def main() -> int:
     """Run the chosen scenarios and print the numbers and the targets."""
-    global MAX_POLL_RECORDS  # one setting for the whole run
+    global MAX_POLL_RECORDS, WORKERS  # one setting for the whole run
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scenario", choices=("batch", "single", "both"), default="both")
     parser.add_argument("--households", type=int, default=1000, help="households of the batch scenario")
@@ -550,11 +608,13 @@ def main() -> int:
     )
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--max-poll-records", type=int, default=MAX_POLL_RECORDS, help="records per batch")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="worker processes in the group")
     parser.add_argument(
-        "--profile", type=Path, help="write py-spy raw stacks of the worker to this directory"
+        "--profile", type=Path, help="write py-spy raw stacks of the workers to this directory"
     )
     args = parser.parse_args()
     MAX_POLL_RECORDS = args.max_poll_records
+    WORKERS = args.workers
     scenarios = []
     if args.scenario in ("batch", "both"):
         scenarios.append(Scenario("batch", args.households, args.days, PER_DAY))
@@ -564,7 +624,8 @@ def main() -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{PARTITIONS} partitions, KAFKA_MAX_POLL_RECORDS={MAX_POLL_RECORDS}, one worker process"
+        f"{PARTITIONS} partitions, KAFKA_MAX_POLL_RECORDS={MAX_POLL_RECORDS}, "
+        f"{WORKERS} worker process{'es' if WORKERS > 1 else ''}"
     )
     started = time.perf_counter()
     results = [run_scenario(scenario, args.profile) for scenario in scenarios]
