@@ -196,8 +196,8 @@ class EventConsumer:
             except TransientFailure:
                 raise
             except Exception as error:
-                # The processor isolates the failing message of a larger batch (the batch, then
-                # each message) and raises only for a batch of one.
+                # The processor isolates the failing messages of a larger batch (by halves) and
+                # raises only for a batch of one.
                 if not self._database_reachable():
                     raise TransientFailure(f"database unreachable after {type(error).__name__}") from error
                 if len(messages) != 1:

@@ -86,29 +86,42 @@ class BatchProcessor:
         self.topic_prefix = topic_prefix
 
     def process(self, messages: Sequence[Message]) -> list[DeadLetter]:
-        """Apply `messages` in one transaction; isolate a failing message when the batch fails."""
+        """Apply `messages` in one transaction; isolate the failing messages when the batch fails."""
+        try:
+            return self._apply_once(messages)
+        except TransientFailure:
+            raise
+        except Exception:
+            if len(messages) == 1:
+                raise
+            logger.warning("batch of %d failed; isolating the failing messages", len(messages), exc_info=True)
+        middle = len(messages) // 2
+        return self._isolate(messages[:middle]) + self._isolate(messages[middle:])
+
+    def _apply_once(self, messages: Sequence[Message]) -> list[DeadLetter]:
         try:
             with session_scope(self.session_factory) as session:
                 return self._apply(session, messages)
         except TRANSIENT_ERRORS as error:
             raise TransientFailure(str(error).splitlines()[0]) from error
-        except Exception:
-            if len(messages) == 1:
-                raise
-            logger.warning("batch of %d failed; retrying message by message", len(messages), exc_info=True)
-        dead: list[DeadLetter] = []
-        for message in messages:
-            try:
-                with session_scope(self.session_factory) as session:
-                    dead.extend(self._apply(session, [message]))
-            except TRANSIENT_ERRORS as error:
-                raise TransientFailure(str(error).splitlines()[0]) from error
-            except Exception as error:
-                logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                dead.append(
-                    DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)
-                )
-        return dead
+
+    def _isolate(self, messages: Sequence[Message]) -> list[DeadLetter]:
+        """Apply `messages` in order, each half in its own transaction, splitting a half that fails.
+
+        A few bad messages among thousands cost a few dozen transactions, not one per message;
+        the failing message alone is dead-lettered with its error.
+        """
+        try:
+            return self._apply_once(messages)
+        except TransientFailure:
+            raise
+        except Exception as error:
+            if len(messages) > 1:
+                middle = len(messages) // 2
+                return self._isolate(messages[:middle]) + self._isolate(messages[middle:])
+            message = messages[0]
+            logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
+            return [DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)]
 
     # ---- one transaction ----------------------------------------------------------------
 

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from statistics_manager_service import metrics
 from statistics_manager_service.app import ServiceContext
-from statistics_manager_service.event_consumer.processor import Message
+from statistics_manager_service.event_consumer import handlers
+from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.storage.engine import session_scope
-from statistics_manager_service.storage.tables import Base, StatisticsPeriod
+from statistics_manager_service.storage.tables import Base, Household, StatisticsPeriod
 from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.support.oracle import bucket_energy_kwh
 from statistics_manager_service.test.support.pipeline import (
@@ -391,3 +392,36 @@ def test_a_better_source_replaces_the_statistics(context: ServiceContext) -> Non
         == []
     )
     assert sum(_stored(context, "15_mins", "energy_imported_kwh").values()) == pytest.approx(0.8)
+
+
+def test_a_message_failing_unexpectedly_is_isolated_by_halves(context: ServiceContext, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A handler error nobody foresaw fails the batch; halves are retried until only that message fails."""
+    real_upsert = handlers.household_store.upsert_household
+    real_apply = BatchProcessor._apply
+    transactions: list[int] = []
+
+    def upsert(session: Any, user_id: str, fields: Any) -> None:
+        if user_id == "brokenhome":
+            raise RuntimeError("disk on fire")
+        real_upsert(session, user_id, fields)
+
+    def apply(self: BatchProcessor, session: Any, messages: Any) -> Any:
+        transactions.append(len(messages))
+        return real_apply(self, session, messages)
+
+    monkeypatch.setattr(handlers.household_store, "upsert_household", upsert)
+    monkeypatch.setattr(BatchProcessor, "_apply", apply)
+    users = [f"isolated{i:02d}" for i in range(63)]
+    batch = [account_message(user) for user in users[:40]] + [account_message("brokenhome")]
+    batch += [account_message(user) for user in users[40:]]
+    dead = process(context, batch)
+    assert [(d.message.key, d.error_class, d.reason) for d in dead] == [
+        (b"brokenhome", "RuntimeError", "disk on fire")
+    ]
+    with context.engine.connect() as connection:
+        stored = set(connection.execute(sa.select(Household.user_id)).scalars())
+    assert stored == set(users)
+    # The whole batch, then two halves per level down to the message (64 = 2^6): 13 transactions,
+    # where one per message would be 65.
+    assert transactions[0] == len(batch) and transactions[-1] <= len(batch) // 2
+    assert len(transactions) == 1 + 2 * 6
