@@ -75,6 +75,7 @@ class Settings:
     kafka_session_timeout_ms: int = 45_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_max_poll_records: int = 500
+    kafka_batch_max_bytes: int = 8 * 1024 * 1024
     kafka_max_poll_interval_ms: int = 300_000
     jwt_sign_key: str = DEFAULT_JWT_SIGN_KEY
     jwt_sign_algorithm: str = "HS512"
@@ -168,6 +169,9 @@ class Settings:
             ),
             kafka_max_poll_records=_parse_int(
                 "KAFKA_MAX_POLL_RECORDS", text("KAFKA_MAX_POLL_RECORDS", "500") or "", 1, 100_000
+            ),
+            kafka_batch_max_bytes=_parse_int(
+                "KAFKA_BATCH_MAX_BYTES", text("KAFKA_BATCH_MAX_BYTES", "8388608") or "", 0, 1024**3
             ),
             kafka_max_poll_interval_ms=_parse_int(
                 "KAFKA_MAX_POLL_INTERVAL_MS",

@@ -156,6 +156,7 @@ class EventConsumer:
                 self._probe_recovery(consumer)
                 continue
             started = time.perf_counter()
+            self._fill(consumer, polled)
             messages = [
                 Message(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
                 for records in polled.values()
@@ -185,6 +186,25 @@ class EventConsumer:
             self._healthy()
             backoff.reset()
             metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+
+    def _fill(self, consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:
+        """Add the records the client has already fetched until the batch holds `kafka_batch_max_bytes`.
+
+        A batch costs a few dozen statements whatever its size, so small messages (one reading
+        each) are worth gathering by the thousand; messages of a day's readings fill it at once.
+        Only what is buffered is taken: a quiet stream is not kept waiting.
+        """
+        size = sum(len(record.value or b"") for records in polled.values() for record in records)
+        while size < self.settings.kafka_batch_max_bytes:
+            try:
+                more = consumer.poll(timeout_ms=0, max_records=self.settings.kafka_max_poll_records)
+            except KafkaError:
+                return  # process what is here; the next poll meets the failure again
+            if not more:
+                return
+            for partition, records in more.items():
+                polled.setdefault(partition, []).extend(records)
+                size += sum(len(record.value or b"") for record in records)
 
     def _process(self, messages: list[Message]) -> list[DeadLetter]:
         """Process a batch; tell an outage from messages that cannot be processed."""

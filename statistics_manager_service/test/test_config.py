@@ -41,6 +41,7 @@ def test_server_database_refuses_the_default_signing_key() -> None:
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json"),
         ("TARIFFS_FILE", "/nonexistent/tariffs.yaml", "TARIFFS_FILE does not exist"),
         ("RESPONSE_CACHE_MB", "-1", "RESPONSE_CACHE_MB must be between"),
+        ("KAFKA_BATCH_MAX_BYTES", "lots", "KAFKA_BATCH_MAX_BYTES must be an integer"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:

@@ -29,8 +29,7 @@ def kafka_context(database_url: str, broker: KafkaBroker, **overrides: Any) -> S
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_topic_prefix=prefix,
         kafka_group_id=f"group-{prefix}",
-        kafka_max_poll_records=200,
-        **overrides,
+        **{"kafka_max_poll_records": 200, **overrides},
     )
     broker.create_topics([prefix + name for name in (*CONSUMED_TOPICS, DLQ_TOPIC)], partitions=PARTITIONS)
     return build_context(settings)

@@ -62,6 +62,9 @@ FAST_GROUP = {
     "KAFKA_SESSION_TIMEOUT_MS": "2000",
     "KAFKA_HEARTBEAT_INTERVAL_MS": "400",
     "KAFKA_MAX_POLL_RECORDS": "50",
+    # Small batches, so that the kills fall among many of them; still two polls per batch or so
+    # (a message of 40 readings takes a few KB), so that gathered batches are killed too.
+    "KAFKA_BATCH_MAX_BYTES": "262144",
 }
 
 

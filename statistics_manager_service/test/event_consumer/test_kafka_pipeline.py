@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from statistics_manager_service.app import ServiceContext, create_app
 from statistics_manager_service.storage.tables import ConsumptionCurve, RawReading, StatisticsPeriod
@@ -124,3 +125,58 @@ def test_events_flow_in_and_announcements_and_dead_letters_flow_out(
         .where(StatisticsPeriod.granularity == "daily"),
     )
     assert daily >= 4
+
+
+def _batches_handled() -> float:
+    return REGISTRY.get_sample_value("statistics_batch_processing_seconds_count") or 0.0
+
+
+@pytest.mark.parametrize("batch_max_bytes", [0, 8 * 1024 * 1024])
+def test_small_messages_are_gathered_into_batches_by_size(
+    postgres_url: str, kafka_broker: KafkaBroker, batch_max_bytes: int
+) -> None:
+    """Messages of one reading are gathered beyond one poll's records, up to KAFKA_BATCH_MAX_BYTES."""
+    context = kafka_context(
+        postgres_url, kafka_broker, kafka_max_poll_records=100, kafka_batch_max_bytes=batch_max_bytes
+    )
+    clear_tables(context.engine)
+    users = [f"smallmsg{i:02d}" for i in range(4)]
+    messages = [
+        (
+            u,
+            envelope(
+                "MeterReadings",
+                {
+                    "user_id": u,
+                    "source": "hub",
+                    "readings": [reading(START + dt.timedelta(minutes=15 * i), 25.0 * i)],
+                },
+            ),
+        )
+        for i in range(300)
+        for u in users
+    ]
+    try:
+        with producer(kafka_broker) as output:
+            publish(output, context.settings.topic("meter-readings"), messages)
+        before = _batches_handled()
+        with running_workers(context):
+            wait_until(
+                lambda: _count(context, sa.select(sa.func.count()).select_from(RawReading)) == len(messages),
+                what="every reading stored",
+            )
+            wait_until(lambda: _batches_handled() > before, what="the last batch to be counted")
+        batches = _batches_handled() - before
+        with context.engine.connect() as connection:
+            daily = connection.execute(
+                sa.select(sa.func.sum(StatisticsPeriod.consumption_kwh)).where(
+                    StatisticsPeriod.granularity == "daily"
+                )
+            ).scalar_one()
+        assert daily == pytest.approx(4 * 299 * 25.0 / 1000)  # each register's rise, in kWh
+        if batch_max_bytes == 0:
+            assert batches >= len(messages) / 100  # one poll per batch
+        else:
+            assert batches < len(messages) / 100  # some batch held more than one poll
+    finally:
+        context.dispose()
