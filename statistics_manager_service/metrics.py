@@ -113,8 +113,8 @@ RESPONSE_CACHE_BYTES = Gauge(
 )
 RESPONSE_CACHE_LIVE = Gauge(
     "statistics_response_cache_live",
-    "1 while the change listener is connected and the response cache answers, else 0.",
-    multiprocess_mode="livemin",
+    "Server processes whose change listener is connected, so that their response cache answers.",
+    multiprocess_mode="livesum",
 )
 
 
