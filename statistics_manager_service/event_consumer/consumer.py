@@ -38,6 +38,9 @@ DLQ_TOPIC = "statistics.dlq"
 MAX_BACKOFF_S = 30.0
 LAG_REFRESH_S = 5.0
 RECONNECT_BACKOFF_MAX_MS = 2000
+# At most this many records gathered into one batch, whatever their size: a batch's statements
+# list its event ids and households, and SQLite takes at most 32,766 parameters per statement.
+MAX_GATHERED_RECORDS = 20_000
 PAUSE_POLL_S = 0.5  # while paused, how often to poll (group membership, rebalances)
 PROBE_INTERVAL_S = 2.0  # while degraded and idle, how often to check whether the outage is over
 
@@ -195,7 +198,8 @@ class EventConsumer:
         Only what is buffered is taken: a quiet stream is not kept waiting.
         """
         size = sum(len(record.value or b"") for records in polled.values() for record in records)
-        while size < self.settings.kafka_batch_max_bytes:
+        count = sum(len(records) for records in polled.values())
+        while size < self.settings.kafka_batch_max_bytes and count < MAX_GATHERED_RECORDS:
             try:
                 more = consumer.poll(timeout_ms=0, max_records=self.settings.kafka_max_poll_records)
             except KafkaError:
@@ -205,6 +209,7 @@ class EventConsumer:
             for partition, records in more.items():
                 polled.setdefault(partition, []).extend(records)
                 size += sum(len(record.value or b"") for record in records)
+                count += len(records)
 
     def _process(self, messages: list[Message]) -> list[DeadLetter]:
         """Process a batch; tell an outage from messages that cannot be processed."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import (
@@ -157,10 +158,15 @@ def processed_event_ids(session: Session, event_ids: Collection[str]) -> set[str
     """Return which of `event_ids` were already processed."""
     if not event_ids:
         return set()
-    rows = session.execute(
-        sa.select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(sorted(event_ids)))
-    )
-    return {event_id for (event_id,) in rows}
+    ids = sorted(event_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: tens of thousands of ids cost no per-id bind parameters to render.
+        wanted = ProcessedEvent.event_id == sa.any_(
+            sa.bindparam("event_ids", ids, type_=postgresql.ARRAY(ProcessedEvent.event_id.type))
+        )
+    else:
+        wanted = ProcessedEvent.event_id.in_(ids)
+    return set(session.scalars(sa.select(ProcessedEvent.event_id).where(wanted)))
 
 
 def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> None:
