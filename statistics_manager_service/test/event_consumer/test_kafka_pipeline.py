@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from statistics_manager_service.app import ServiceContext, create_app
+from statistics_manager_service.event_consumer import consumer as consumer_module
 from statistics_manager_service.storage.tables import ConsumptionCurve, RawReading, StatisticsPeriod
 from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
@@ -131,11 +132,14 @@ def _batches_handled() -> float:
     return REGISTRY.get_sample_value("statistics_batch_processing_seconds_count") or 0.0
 
 
-@pytest.mark.parametrize("batch_max_bytes", [0, 8 * 1024 * 1024])
+@pytest.mark.parametrize(
+    ("batch_max_bytes", "max_records"), [(0, 20_000), (8 * 1024 * 1024, 20_000), (8 * 1024 * 1024, 250)]
+)
 def test_small_messages_are_gathered_into_batches_by_size(
-    postgres_url: str, kafka_broker: KafkaBroker, batch_max_bytes: int
-) -> None:
+    postgres_url: str, kafka_broker: KafkaBroker, batch_max_bytes: int, max_records: int, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """Messages of one reading are gathered beyond one poll's records, up to KAFKA_BATCH_MAX_BYTES."""
+    monkeypatch.setattr(consumer_module, "MAX_GATHERED_RECORDS", max_records)
     context = kafka_context(
         postgres_url, kafka_broker, kafka_max_poll_records=100, kafka_batch_max_bytes=batch_max_bytes
     )
@@ -178,5 +182,6 @@ def test_small_messages_are_gathered_into_batches_by_size(
             assert batches >= len(messages) / 100  # one poll per batch
         else:
             assert batches < len(messages) / 100  # some batch held more than one poll
+            assert batches >= len(messages) / (max_records + 100)  # none more than the cap and a poll
     finally:
         context.dispose()
