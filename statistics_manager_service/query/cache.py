@@ -20,6 +20,7 @@ from statistics_manager_service import metrics
 _SLOTS = 1 << 16
 # Bookkeeping per stored body beyond its bytes (key, index entries), for the size bound.
 _ENTRY_OVERHEAD = 256
+_OVERHEAD_PER_USER = 64
 
 
 class ResponseCache:
@@ -35,12 +36,18 @@ class ResponseCache:
         self._changes = [0] * _SLOTS
         self._epoch = 0
         self._live = False
+        self._suspended = False
         self.size_bytes = 0
 
     @property
     def live(self) -> bool:
-        """Whether changes are being announced, so the cache may answer and store."""
-        return self._live
+        """Whether changes are known to be arriving, so the cache may answer and store."""
+        return self._live and not self._suspended
+
+    def suspend(self, suspended: bool) -> None:
+        """Stop answering and storing for a while (kept entries stay), or resume."""
+        with self._lock:
+            self._suspended = suspended
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -48,7 +55,7 @@ class ResponseCache:
     def get(self, key: Hashable) -> bytes | None:
         """Return the stored body of `key`, if any and the cache is live."""
         with self._lock:
-            if not self._live:
+            if not self.live:
                 return None
             entry = self._entries.get(key)
             if entry is None:
@@ -59,19 +66,19 @@ class ResponseCache:
     def token(self, user_ids: Sequence[str]) -> tuple[int, ...] | None:
         """Take before reading: what `put` checks to know nothing changed meanwhile (None: do not store)."""
         with self._lock:
-            return self._current(user_ids) if self._live else None
+            return self._current(user_ids) if self.live else None
 
     def put(self, key: Hashable, user_ids: Sequence[str], token: tuple[int, ...] | None, body: bytes) -> bool:
         """Store `body` unless a change of `user_ids` was announced since `token` was taken."""
-        cost = len(body) + _ENTRY_OVERHEAD
+        users = tuple(dict.fromkeys(user_ids))
+        cost = _cost(body, users)
         if token is None or cost > self.max_bytes:
             return False
         with self._lock:
-            if not self._live or self._current(user_ids) != token:
+            if not self.live or self._current(user_ids) != token:
                 return False
             if key in self._entries:
                 self._drop(key)
-            users = tuple(dict.fromkeys(user_ids))
             self._entries[key] = (body, users)
             for user_id in users:
                 self._keys_by_user.setdefault(user_id, set()).add(key)
@@ -97,19 +104,33 @@ class ResponseCache:
     def reset(self, *, live: bool) -> None:
         """Forget everything (announcements may have been missed) and start or stop answering."""
         with self._lock:
-            self._entries.clear()
-            self._keys_by_user.clear()
-            self.size_bytes = 0
-            self._epoch += 1
+            self._clear()
             self._live = live
-            metrics.RESPONSE_CACHE_BYTES.set(0)
+            self._suspended = False
+
+    def clear(self) -> None:
+        """Forget everything: every household changed."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._keys_by_user.clear()
+        self.size_bytes = 0
+        self._epoch += 1
+        metrics.RESPONSE_CACHE_BYTES.set(0)
 
     def _drop(self, key: Hashable) -> None:
         body, users = self._entries.pop(key)
-        self.size_bytes -= len(body) + _ENTRY_OVERHEAD
+        self.size_bytes -= _cost(body, users)
         for user_id in users:
             keys = self._keys_by_user.get(user_id)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
                     del self._keys_by_user[user_id]
+
+
+def _cost(body: bytes, user_ids: Sequence[str]) -> int:
+    """What an entry counts against the size bound: its body, key and index entries."""
+    return len(body) + _ENTRY_OVERHEAD + _OVERHEAD_PER_USER * len(user_ids)

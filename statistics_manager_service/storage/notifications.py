@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
+import selectors
 import threading
+import time
+import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from statistics_manager_service import metrics
@@ -25,9 +28,31 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "statistics_changed"
 ALL_HOUSEHOLDS = "*"
-# Without a notification for this long, check the connection is still alive (a half-open
-# connection would otherwise hide missed announcements).
-IDLE_CHECK_S = 10.0
+# The tables whose changes migration 0002 announces, and its triggers on each.
+ANNOUNCED_TABLES = ("statistics_periods", "households", "consumption_curves")
+ANNOUNCING_TRIGGERS = frozenset(
+    f"{table}_{event}_announce"
+    for table in ANNOUNCED_TABLES
+    for event in ("inserted", "updated", "deleted", "truncated")
+)
+# Without a notification for this long, prove that announcements still arrive (a connection
+# gone half-open, a frozen proxy or a disabled trigger would hide changes): a probe announced
+# through another connection must come back within PROBE_TIMEOUT_S, the cache paused meanwhile.
+IDLE_CHECK_S = 5.0
+PROBE_TIMEOUT_S = 5.0
+PROBE_PREFIX = "~probe~"  # longer than a user id: never one
+# A connection whose peer vanished fails within ~10 s instead of the kernel's ~15 minutes.
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+_ANNOUNCING_SQL = (
+    "SELECT NOT pg_is_in_recovery(), array_agg(tgname::text) FILTER (WHERE tgenabled IN ('O', 'A'))"
+    " FROM pg_trigger WHERE tgname LIKE '%_announce' AND NOT tgisinternal"
+)
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 
@@ -75,7 +100,7 @@ class ChangeListener:
             except Exception as error:  # noqa: BLE001 - any failure means announcements may be lost
                 self.cache.reset(live=False)
                 metrics.RESPONSE_CACHE_LIVE.set(0)
-                logger.warning("change listener lost its connection (%s); retrying in %.1f s", error, delay)
+                logger.warning("response cache out of use: %s; retrying in %.1f s", error, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
             finally:
@@ -85,38 +110,96 @@ class ChangeListener:
     def _listen(self) -> None:
         # A connection of its own, outside the pool (and its gauges): it is held for good.
         args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-        connection: Any = self.engine.dialect.loaded_dbapi.connect(*args, **{"connect_timeout": 5, **kwargs})
+        options = {"connect_timeout": 5, **_KEEPALIVE, **kwargs}
+        connection: Any = self.engine.dialect.loaded_dbapi.connect(*args, **options)
         self._connection = connection
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {CHANNEL}")
-        # Announcements from before LISTEN are lost: start from an empty cache.
-        self.cache.reset(live=True)
-        metrics.RESPONSE_CACHE_LIVE.set(1)
-        logger.info("listening to statistics changes; response cache in use")
-        while not self._stop.is_set():
-            readable, _, _ = select.select([connection, self._wake_read], [], [], self.idle_check_s)
-            if self._wake_read in readable:
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            if not self._round_trip(connection, selector):
                 return
-            if readable:
-                connection.poll()
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT 1")
-            self._apply(connection.notifies)
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                # Announcements from before LISTEN are lost: start from an empty cache.
+                self.cache.reset(live=True)
+            metrics.RESPONSE_CACHE_LIVE.set(1)
+            logger.info("listening to statistics changes; response cache in use")
+            while not self._stop.is_set():
+                ready = {key.fileobj for key, _ in selector.select(self.idle_check_s)}
+                if self._wake_read in ready:
+                    return
+                if ready:
+                    connection.poll()
+                    self._apply(connection.notifies)
+                    continue
+                # Quiet for a while: prove that announcements still arrive before answering again.
+                self.cache.suspend(True)
+                if not self._round_trip(connection, selector):
+                    return
+                self.cache.suspend(False)
 
-    def _apply(self, notifies: list[Any]) -> None:
-        if not notifies:
-            return
-        user_ids = {notify.payload for notify in notifies}
+    def _round_trip(self, connection: Any, selector: selectors.BaseSelector) -> bool:
+        """Announce a probe through another connection and wait for it here (False: stopping).
+
+        It proves the whole path: the triggers are in place on a primary, and what is announced
+        reaches this connection. Announcements arrive in commit order, so every change committed
+        before the probe has been applied once it is back. Raise when it does not come back in time.
+        """
+        probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        with self.engine.connect() as other:
+            _check_announcing(other.connection.dbapi_connection)
+            other.execute(sa.text("SELECT pg_notify(:channel, :probe)"), {"channel": CHANNEL, "probe": probe})
+            other.commit()
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(
+                    f"announcements stopped arriving (no probe back in {PROBE_TIMEOUT_S:.0f} s)"
+                )
+            ready = {key.fileobj for key, _ in selector.select(remaining)}
+            if self._wake_read in ready:
+                return False
+            if ready:
+                connection.poll()
+                if self._apply(connection.notifies, probe):
+                    return True
+
+    def _apply(self, notifies: list[Any], probe: str | None = None) -> bool:
+        """Apply the announcements received; tell whether `probe` was among them."""
+        payloads = {notify.payload for notify in notifies}
         notifies.clear()
+        user_ids = {payload for payload in payloads if not payload.startswith(PROBE_PREFIX)}
         if ALL_HOUSEHOLDS in user_ids:
-            self.cache.reset(live=True)
-        else:
+            self.cache.clear()
+        elif user_ids:
             self.cache.invalidate(user_ids)
+        return probe in payloads
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):  # closing a broken connection may fail too
                 connection.close()
+
+
+def _check_announcing(connection: Any) -> None:
+    """Raise unless this database announces every change: a primary with every trigger enabled.
+
+    A standby cannot take writes to announce, and a missing (not yet migrated) or disabled
+    trigger would leave changes unannounced: the cache must not answer then.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_ANNOUNCING_SQL)
+        primary, enabled = cursor.fetchone()
+    missing = ANNOUNCING_TRIGGERS - set(enabled or ())
+    if not primary:
+        raise RuntimeError("the database is a standby; changes are announced on the primary only")
+    if missing:
+        raise RuntimeError(
+            f"change announcements are not in place (missing or disabled: {sorted(missing)[0]})"
+        )

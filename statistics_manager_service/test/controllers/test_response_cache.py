@@ -6,7 +6,10 @@ triggers of migration 0002 announce changes, and every cached answer must equal 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,8 +24,15 @@ from statistics_manager_service import metrics
 from statistics_manager_service.app import ServiceContext, build_context, create_app
 from statistics_manager_service.models.events import EARLIEST_READING
 from statistics_manager_service.query.cache import ResponseCache
-from statistics_manager_service.storage.notifications import CHANNEL
-from statistics_manager_service.test.conftest import make_settings, terminate_backends
+from statistics_manager_service.storage import migrate
+from statistics_manager_service.storage.engine import make_engine
+from statistics_manager_service.storage.notifications import CHANNEL, ChangeListener
+from statistics_manager_service.test.conftest import (
+    create_postgres_database,
+    drop_postgres_database,
+    make_settings,
+    terminate_backends,
+)
 from statistics_manager_service.test.support.pipeline import (
     account_message,
     envelope,
@@ -78,7 +88,7 @@ def test_invalidation_drops_only_that_households_bodies() -> None:
     cache.invalidate(["a"])
     assert cache.get("a1") is None and cache.get("ab") is None
     assert cache.get("b1") == b"B1"
-    assert cache.size_bytes == len(b"B1") + 256
+    assert cache.size_bytes == len(b"B1") + 256 + 64
 
 
 def test_a_body_read_before_a_change_is_not_stored_after_it() -> None:
@@ -94,7 +104,7 @@ def test_a_body_read_before_a_change_is_not_stored_after_it() -> None:
 
 
 def test_least_recently_used_bodies_go_first_when_full() -> None:
-    cache = live_cache(max_bytes=3 * (100 + 256))
+    cache = live_cache(max_bytes=3 * (100 + 256 + 64))
     for key in "abc":
         assert cache.put(key, [key], cache.token([key]), bytes(100))
     assert cache.get("a") is not None  # "b" is now the least recently used
@@ -288,3 +298,84 @@ def test_the_triggers_announce_each_changed_household_once_per_transaction(conte
         assert announced() == []
     finally:
         listener.close()
+
+
+# --- the listener against databases that do not (or no longer) announce -------------------------
+
+
+@pytest.fixture
+def scratch_database() -> Iterator[str]:
+    """A database of its own: these tests migrate it step by step and disable its triggers."""
+    url = create_postgres_database("sm_listen")
+    yield url
+    drop_postgres_database(url)
+
+
+def test_the_cache_answers_only_while_every_change_is_announced(scratch_database: str) -> None:
+    engine = make_engine(scratch_database)
+    migrate.upgrade(engine, "0001")  # tables, but no announcing triggers yet
+    cache = ResponseCache(1 << 20)
+    listener = ChangeListener(engine, cache, idle_check_s=0.2)
+    listener.start()
+    try:
+        time.sleep(1.5)
+        assert not cache.live  # LISTEN works, but nothing would ever be announced
+        migrate.upgrade(engine)
+        wait_for(lambda: cache.live, "the cache to answer once the triggers exist")
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE households DISABLE TRIGGER households_updated_announce"))
+        wait_for(lambda: not cache.live, "the cache to stop answering without that trigger", timeout_s=5)
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE households ENABLE TRIGGER households_updated_announce"))
+        wait_for(lambda: cache.live, "the cache to answer again")
+    finally:
+        listener.stop()
+        engine.dispose()
+
+
+class FreezingProxy:
+    """A TCP relay to PostgreSQL that can go silent without closing anything, like a hung middlebox."""
+
+    def __init__(self) -> None:
+        self.frozen = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.server.accept()
+            upstream = socket.create_connection(("127.0.0.1", 5432))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.02)
+                sink.sendall(data)
+
+
+def test_the_cache_pauses_when_announcements_stop_arriving(context: ServiceContext) -> None:
+    if context.engine.dialect.name != "postgresql":
+        pytest.skip("the response cache needs PostgreSQL's notifications")
+    proxy = FreezingProxy()
+    url = make_url(context.settings.database_url).set(host="127.0.0.1", port=proxy.port)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    cache = ResponseCache(1 << 20)
+    listener = ChangeListener(engine, cache, idle_check_s=0.3)
+    listener.start()
+    try:
+        wait_for(lambda: cache.live, "the listener to connect")
+        assert cache.put("k", [USER], cache.token([USER]), b"body")
+        proxy.frozen.set()  # nothing gets through any more, nothing is closed either
+        wait_for(lambda: not cache.live, "the cache to stop answering", timeout_s=3)
+        assert cache.get("k") is None
+        proxy.frozen.clear()
+        wait_for(lambda: cache.live, "the cache to answer again")
+        assert cache.get("k") == b"body"  # nothing was announced meanwhile: the entry is still good
+    finally:
+        proxy.frozen.clear()
+        listener.stop()
+        engine.dispose()
