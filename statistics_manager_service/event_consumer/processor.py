@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg2
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 READINGS_TOPIC = "meter-readings"
 READINGS_EVENT = "MeterReadings"
+# Failing halves this small are applied message by message.
+ISOLATE_ONE_BY_ONE = 8
 TRANSIENT_ERRORS = (
+    psycopg2.OperationalError,  # raised as is by the raw COPY cursors (shutdown, deadlock, timeout)
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.DisconnectionError,
@@ -109,19 +113,30 @@ class BatchProcessor:
         """Apply `messages` in order, each half in its own transaction, splitting a half that fails.
 
         A few bad messages among thousands cost a few dozen transactions, not one per message;
-        the failing message alone is dead-lettered with its error.
+        halves of at most ISOLATE_ONE_BY_ONE messages go one by one, so that a batch of many bad
+        messages costs little more than one transaction per message. A failing message alone is
+        dead-lettered with its error.
         """
         try:
             return self._apply_once(messages)
         except TransientFailure:
             raise
-        except Exception as error:
-            if len(messages) > 1:
-                middle = len(messages) // 2
-                return self._isolate(messages[:middle]) + self._isolate(messages[middle:])
-            message = messages[0]
-            logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
-            return [DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)]
+        except Exception as error:  # noqa: BLE001 - any failure of a message is its own dead letter
+            failure = error
+        if len(messages) > ISOLATE_ONE_BY_ONE:
+            middle = len(messages) // 2
+            return self._isolate(messages[:middle]) + self._isolate(messages[middle:])
+        if len(messages) > 1:
+            return [dead for message in messages for dead in self._isolate([message])]
+        message = messages[0]
+        logger.error(
+            "message %s[%d]@%d failed",
+            message.topic,
+            message.partition,
+            message.offset,
+            exc_info=(type(failure), failure, failure.__traceback__),
+        )
+        return [DeadLetter(message, type(failure).__name__, str(failure)[:1000] or type(failure).__name__)]
 
     # ---- one transaction ----------------------------------------------------------------
 
