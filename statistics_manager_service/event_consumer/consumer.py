@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
@@ -171,7 +171,7 @@ class EventConsumer:
                 consumer.commit(
                     {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()}
                 )
-            except CommitFailedError as error:
+            except (CommitFailedError, RebalanceInProgressError) as error:
                 # The group rebalanced meanwhile; whoever owns the partitions now re-reads the
                 # batch from the last commit, and its effects are already recorded.
                 logger.info("offset commit failed after a rebalance: %s", error)
@@ -201,7 +201,8 @@ class EventConsumer:
         count = sum(len(records) for records in polled.values())
         while size < self.settings.kafka_batch_max_bytes and count < MAX_GATHERED_RECORDS:
             try:
-                more = consumer.poll(timeout_ms=0, max_records=self.settings.kafka_max_poll_records)
+                wanted = min(self.settings.kafka_max_poll_records, MAX_GATHERED_RECORDS - count)
+                more = consumer.poll(timeout_ms=0, max_records=wanted)
             except KafkaError:
                 return  # process what is here; the next poll meets the failure again
             if not more:
