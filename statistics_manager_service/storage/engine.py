@@ -57,14 +57,20 @@ def _make_engine(database_url: str, pool_size: int) -> Engine:
         )
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
+    return _make_server_engine(database_url, pool_size, pool_pre_ping=True)
+
+
+def _make_server_engine(database_url: str, pool_size: int, **options: Any) -> Engine:
+    """An engine on a database server, with the pool settings the main and read engines share."""
+    url = make_url(database_url)
     return create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
         pool_timeout=10,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
+        **options,
     )
 
 
@@ -75,18 +81,9 @@ def make_read_engine(database_url: str, engine: Engine, pool_size: int = 10) -> 
     lone `SELECT`) and are not pinged at check-out; a connection found dead is replaced by
     `read_call`'s retry instead. SQLite reads share `engine`.
     """
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
+    if make_url(database_url).get_backend_name() == "sqlite":
         return engine
-    read_engine = create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_recycle=1800,
-        pool_timeout=10,
-        connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
-    )
+    read_engine = _make_server_engine(database_url, pool_size, isolation_level="AUTOCOMMIT")
     _count_pool_usage(read_engine)
     return read_engine
 
