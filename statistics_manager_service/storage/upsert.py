@@ -121,14 +121,9 @@ def _newest_stored(session: Session, table: sa.Table, frame: pd.DataFrame, keys:
     has no row.
     """
     prefix, last = keys[:-1], keys[-1]
-    # Groups numbered in order of first appearance, column by column (hashing, no sorting).
-    codes = np.zeros(len(frame), dtype=np.int64)
-    for name in prefix:
-        column_codes, uniques = pd.factorize(frame[name])
-        codes, _ = pd.factorize(codes * len(uniques) + column_codes)
-    first = np.empty(int(codes.max()) + 1, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write of each group wins
-    groups = frame[prefix].iloc[first]
+    # Groups numbered in order of first appearance, as `drop_duplicates` lists them.
+    codes = frame.groupby(prefix, sort=False).ngroup().to_numpy()
+    groups = frame[prefix].drop_duplicates()
     arrays = [
         sa.cast(
             sa.bindparam(
