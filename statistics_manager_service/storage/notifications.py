@@ -151,7 +151,7 @@ class ChangeListener:
         """
         probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         with self.engine.connect() as other:
-            _check_announcing(other.connection.dbapi_connection)
+            _check_announcing(other)
             other.execute(sa.text("SELECT pg_notify(:channel, :probe)"), {"channel": CHANNEL, "probe": probe})
             other.commit()
         deadline = time.monotonic() + PROBE_TIMEOUT_S
@@ -187,15 +187,13 @@ class ChangeListener:
                 connection.close()
 
 
-def _check_announcing(connection: Any) -> None:
+def _check_announcing(connection: sa.Connection) -> None:
     """Raise unless this database announces every change: a primary with every trigger enabled.
 
     A standby cannot take writes to announce, and a missing (not yet migrated) or disabled
     trigger would leave changes unannounced: the cache must not answer then.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_ANNOUNCING_SQL)
-        primary, enabled = cursor.fetchone()
+    primary, enabled = connection.execute(sa.text(_ANNOUNCING_SQL)).one()
     missing = ANNOUNCING_TRIGGERS - set(enabled or ())
     if not primary:
         raise RuntimeError("the database is a standby; changes are announced on the primary only")
