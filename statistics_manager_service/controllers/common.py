@@ -103,5 +103,17 @@ def cached_json_response(
 def authorized_session_call(user_ids: Sequence[str], call: Any, *args: Any) -> Any:
     """Authorize the caller for `user_ids`, then run `call(session, *args)` in a request session."""
     authorize_users(current_principal(), user_ids)
+    return _session_call(call, *args)
+
+
+def cached_session_response(
+    key: tuple[object, ...], user_ids: Sequence[str], call: Any, *args: Any
+) -> flask.Response:
+    """`authorized_session_call` answered as JSON through the response cache (see `cached_json_response`)."""
+    authorize_users(current_principal(), user_ids)
+    return cached_json_response(key, user_ids, lambda: _session_call(call, *args))
+
+
+def _session_call(call: Any, *args: Any) -> Any:
     with session_scope(service_context().session_factory) as session:
         return call(session, *args)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import flask
 
 from statistics_manager_service.app import service_context
-from statistics_manager_service.auth import authorize_users, current_principal
-from statistics_manager_service.controllers.common import cached_json_response
+from statistics_manager_service.controllers.common import cached_session_response
 from statistics_manager_service.controllers.endpoints import series_endpoint
 from statistics_manager_service.query.params import parse_day
 from statistics_manager_service.query.summary import load_summary
-from statistics_manager_service.storage.engine import session_scope
 
 energy_cost_get = series_endpoint(
     "cost", "Energy cost, fixed cost, export revenue and net cost (EUR) per bucket."
@@ -26,14 +23,8 @@ co2_footprint_get = series_endpoint(
 def statistics_summary_get(user_id: str, date: str | None = None) -> flask.Response:
     """Today's cost, this month's injection, this year's consumption, CO2 and self-sufficiency."""
     day = parse_day(date, "date") if date else None
-    authorize_users(current_principal(), [user_id])
-    context = service_context()
+    tz = service_context().settings.default_timezone
     now = dt.datetime.now(dt.UTC)
-
-    def body() -> Any:
-        with session_scope(context.session_factory) as session:
-            return load_summary(session, user_id, day, context.settings.default_timezone, now)
-
     # Without a date the household's local today counts; it can only change on a quarter hour.
     key = ("summary", user_id, day or int(now.timestamp()) // 900)
-    return cached_json_response(key, [user_id], body)
+    return cached_session_response(key, [user_id], load_summary, user_id, day, tz, now)

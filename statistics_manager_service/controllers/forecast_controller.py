@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import flask
 
 from statistics_manager_service.app import service_context
-from statistics_manager_service.auth import authorize_users, current_principal
-from statistics_manager_service.controllers.common import authorized_session_call, cached_json_response
+from statistics_manager_service.auth import current_principal
+from statistics_manager_service.controllers.common import authorized_session_call, cached_session_response
 from statistics_manager_service.controllers.responses import json_response
 from statistics_manager_service.query.forecast import caller_zone, load_ecosignal, load_forecast_vs_real
 from statistics_manager_service.query.pages import household_page
@@ -21,17 +19,10 @@ def power_consumed_real_get(
 ) -> flask.Response:
     """Measured consumption per bucket (and the forecast when one exists) for one household."""
     request = series_request([user_id], start_date, end_date, group_by)
-    authorize_users(current_principal(), request.user_ids)
-    context = service_context()
-    tz = context.settings.default_timezone
-
-    def body() -> Any:
-        with session_scope(context.session_factory) as session:
-            return load_forecast_vs_real(session, request, tz)
-
+    tz = service_context().settings.default_timezone
     # Forecast curves may start anywhere, so the key holds the exact range.
     key = ("real", request.user_ids, request.group_by, request.start_s, request.end_s)
-    return cached_json_response(key, request.user_ids, body)
+    return cached_session_response(key, request.user_ids, load_forecast_vs_real, request, tz)
 
 
 def energy_consumed_forecast_vs_real_get(
