@@ -157,14 +157,6 @@ def messages_of(fleet: Fleet, per_message: int) -> list[tuple[bytes, bytes]]:
     import orjson
 
     stamps = [_iso(int(t)) for t in fleet.ts[0]]
-    names = (
-        "energy_imported_wh",
-        "energy_exported_wh",
-        "energy_generated_wh",
-        "power_imported_w",
-        "power_exported_w",
-        "voltage_v",
-    )
     arrays = {
         "energy_imported_wh": fleet.imported_wh,
         "energy_exported_wh": fleet.exported_wh,
@@ -173,6 +165,7 @@ def messages_of(fleet: Fleet, per_message: int) -> list[tuple[bytes, bytes]]:
         "power_exported_w": fleet.power_exported_w,
         "voltage_v": fleet.voltage_v,
     }
+    names = list(arrays)
     per_home: list[list[dict[str, Any]]] = []
     for home in range(len(fleet.user_ids)):
         values = {name: arrays[name][home].tolist() for name in names}
