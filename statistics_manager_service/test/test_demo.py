@@ -18,6 +18,7 @@ from statistics_manager_service.demo import load_demo, load_demo_data, solar
 from statistics_manager_service.demo.h0 import easter_sunday, h0_power_w
 from statistics_manager_service.demo.households import HOUSEHOLDS
 from statistics_manager_service.storage.tables import Base, ServiceState, StatisticsPeriod
+from statistics_manager_service.test.support.statistics import statistics_rows
 
 DAYS = 14
 SHORT_DAYS = 6
@@ -34,7 +35,9 @@ ENERGY_COLUMNS = (
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Yesterday at noon: whole local days precede it whatever the time the tests run at."""
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    return yesterday.replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def _fingerprint(context: ServiceContext) -> dict[str, object]:
@@ -53,10 +56,8 @@ def _fingerprint(context: ServiceContext) -> dict[str, object]:
 
 
 def _periods(context: ServiceContext, granularity: str) -> pd.DataFrame:
-    with context.engine.connect() as connection:
-        table = StatisticsPeriod.__table__
-        statement = sa.select(table).where(table.c.granularity == granularity)
-        return pd.DataFrame(connection.execute(statement).mappings().all())
+    columns = [*ENERGY_COLUMNS, "reset_detected", "covered_seconds", "span_seconds"]
+    return statistics_rows(context, granularity, columns)
 
 
 def test_demo_loads_every_household_through_the_handlers_once(
