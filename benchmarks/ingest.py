@@ -8,11 +8,14 @@ For each scenario the script
    of them in one consumer group), waits until each has joined the group (has stored a warm-up
    account event from its partitions), then produces the readings (key = user id,
    day by day as live meters would send them) and stops the clock when every household's newest
-   reading is aggregated; it then checks that `raw_readings` holds every reading and that the local
-   days of `statistics_periods` add up to the registers' differences;
+   reading is aggregated; it then checks that `reading_days` holds every reading and that the local
+   days of `statistics_periods` add up to the registers' differences, and prints the bytes stored
+   per reading (every table and index of the database, after the run);
 3. measures, on the same data, a bare kafka-python loop that consumes the same topic from the start
    and decodes every message (orjson), and a raw `COPY` of the same rows (buffer prepared beforehand)
-   into an empty table with raw_readings' primary key.
+   into an empty table of a row per reading with a primary key on (user_id, source, ts).
+
+Targets on storage: <= 100 bytes per reading.
 
 Scenarios: `batch` sends a local day (96 readings) per message, 1,000 households x 7 days (672,000
 readings); `single` sends one reading per message, 100 households x 7 days (67,200 readings: the full
@@ -63,6 +66,7 @@ WORKERS = 1  # worker processes in the consumer group
 TOPICS = ("meter-readings", "user-account", "grid-signals", "statistics", "statistics.dlq")
 WARMUP_PREFIX = "warm"  # warm-up households: warm<round, 4 digits><partition, 2 digits>
 TARGET_COPY_SHARE = 0.40  # batch scenario: end to end vs raw COPY
+TARGET_BYTES_PER_READING = 100  # every table and index, after the run
 TARGET_CONSUME_SHARE = 0.30  # single scenario: end to end vs bare consume loop
 TIMEOUT_S = 400.0
 
@@ -195,7 +199,7 @@ def messages_of(fleet: Fleet, per_message: int) -> list[tuple[bytes, bytes]]:
 
 
 def copy_buffer(fleet: Fleet) -> str:
-    """The rows of `fleet` in COPY text format (NULL as \\N), in raw_readings' column order."""
+    """The rows of `fleet` in COPY text format (NULL as \\N), in the baseline table's column order."""
     columns = [
         np.repeat(np.array(fleet.user_ids, dtype=object), fleet.ts.shape[1]),
         np.full(fleet.readings, "hub", dtype=object),
@@ -463,10 +467,16 @@ def end_to_end(
                 elapsed = time.perf_counter() - started_at
             worker_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         readings = scalar(
-            "SELECT count(*) FROM raw_readings WHERE user_id NOT LIKE :w", w=WARMUP_PREFIX + "%"
+            "SELECT coalesce(sum(reading_count), 0) FROM reading_days WHERE user_id NOT LIKE :w",
+            w=WARMUP_PREFIX + "%",
         )
         if readings != fleet.readings:
-            raise RuntimeError(f"raw_readings holds {readings} readings, not {fleet.readings}")
+            raise RuntimeError(f"reading_days holds {readings} readings, not {fleet.readings}")
+        stored_bytes = scalar(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')"
+        )
         days, kwh = expected_days(fleet)
         with engine.connect() as connection:
             stored_days, stored_kwh = connection.execute(
@@ -482,7 +492,7 @@ def end_to_end(
     finally:
         producer.close()
         engine.dispose()
-    return elapsed, produced, worker_cpu
+    return elapsed, produced, worker_cpu, stored_bytes
 
 
 def bare_consume(bootstrap: str, topic: str, expected_messages: int) -> tuple[float, int]:
@@ -513,14 +523,19 @@ def bare_consume(bootstrap: str, topic: str, expected_messages: int) -> tuple[fl
 
 
 def raw_copy(database_url: str, buffer: str) -> float:
-    """COPY prepared rows into an empty table with raw_readings' primary key; return seconds."""
+    """COPY prepared rows into an empty table of a row per reading; return seconds."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(database_url)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        cursor.execute("CREATE TABLE copy_baseline (LIKE raw_readings INCLUDING ALL)")
+        cursor.execute(
+            "CREATE TABLE copy_baseline (user_id varchar(10), source varchar(16), ts bigint,"
+            " energy_imported_wh float8 NOT NULL, energy_exported_wh float8 NOT NULL,"
+            " energy_generated_wh float8, power_imported_w float8, power_exported_w float8,"
+            " voltage_v float8, PRIMARY KEY (user_id, source, ts))"
+        )
         raw.commit()
         started = time.perf_counter()
         cursor.copy_expert("COPY copy_baseline FROM STDIN", io.StringIO(buffer))
@@ -551,11 +566,16 @@ def run_scenario(scenario: Scenario, profile_dir: Path | None) -> Result:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     with KafkaBroker(storage="memory") as broker, benchmark_database() as database_url:
         broker.create_topics([prefix + name for name in TOPICS], partitions=PARTITIONS)
-        elapsed, produced, worker_cpu = end_to_end(
+        elapsed, produced, worker_cpu, stored_bytes = end_to_end(
             database_url, broker.bootstrap_servers, prefix, fleet, messages, profile
         )
         print(
             f"  end to end {elapsed:.1f} s (producing took {produced:.1f} s; worker CPU {worker_cpu:.1f} s)"
+        )
+        print(
+            f"  stored: {stored_bytes / 1e6:.1f} MB in all tables and indexes,"
+            f" {stored_bytes / fleet.readings:.0f} bytes per reading (target <= {TARGET_BYTES_PER_READING})",
+            flush=True,
         )
         consumed, seen = bare_consume(broker.bootstrap_servers, f"{prefix}meter-readings", len(messages))
         if seen != fleet.readings:

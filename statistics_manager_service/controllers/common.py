@@ -16,6 +16,7 @@ from statistics_manager_service.controllers.responses import json_body_response,
 from statistics_manager_service.query.params import SeriesRequest, series_request
 from statistics_manager_service.query.series import METRICS, UserSeries, load_series
 from statistics_manager_service.storage.engine import read_call, session_scope
+from statistics_manager_service.tariff_loading import updater_for
 
 CSV_TYPE = "text/csv"
 
@@ -58,12 +59,12 @@ def series_response(
     context = service_context()
     request = series_request(user_ids, start_date, end_date, group_by, include_quality)
     authorize_users(current_principal(), request.user_ids)
-    tz = context.settings.default_timezone
+    statistics = updater_for(context)
     if wants_csv():
-        return csv_response(read_call(context.reads, load_series, request, METRICS[kind], tz))
+        return csv_response(read_call(context.reads, load_series, request, METRICS[kind], statistics))
 
     def body() -> Any:
-        series = read_call(context.reads, load_series, request, METRICS[kind], tz)
+        series = read_call(context.reads, load_series, request, METRICS[kind], statistics)
         return [{"user_id": s.user_id, "metrics": s.metrics} for s in series]
 
     return cached_json_response(series_key(kind, request), request.user_ids, body)

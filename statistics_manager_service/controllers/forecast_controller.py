@@ -12,6 +12,7 @@ from statistics_manager_service.query.forecast import caller_zone, load_ecosigna
 from statistics_manager_service.query.pages import household_page
 from statistics_manager_service.query.params import parse_day, series_request
 from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.tariff_loading import updater_for
 
 
 def power_consumed_real_get(
@@ -19,10 +20,10 @@ def power_consumed_real_get(
 ) -> flask.Response:
     """Measured consumption per bucket (and the forecast when one exists) for one household."""
     request = series_request([user_id], start_date, end_date, group_by)
-    tz = service_context().settings.default_timezone
+    statistics = updater_for(service_context())
     # Forecast curves may start anywhere, so the key holds the exact range.
     key = ("real", request.user_ids, request.group_by, request.start_s, request.end_s)
-    return cached_session_response(key, request.user_ids, load_forecast_vs_real, request, tz)
+    return cached_session_response(key, request.user_ids, load_forecast_vs_real, request, statistics)
 
 
 def energy_consumed_forecast_vs_real_get(
@@ -40,9 +41,7 @@ def energy_consumed_forecast_vs_real_get(
     if not ids:
         return json_response([], headers={"X-Total-Count": str(total)})
     request = series_request(ids, start_date, end_date, group_by)
-    body = authorized_session_call(
-        request.user_ids, load_forecast_vs_real, request, context.settings.default_timezone
-    )
+    body = authorized_session_call(request.user_ids, load_forecast_vs_real, request, updater_for(context))
     return json_response(body, headers={"X-Total-Count": str(total)})
 
 

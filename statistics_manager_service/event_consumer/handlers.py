@@ -120,8 +120,8 @@ def handle_account(session: Session, payload: dict[str, Any], services: Services
     after = (household.tariff_type, household.contracted_power_kva, household.zone, household.timezone)
     if before is not None and before != after and household.first_reading_ts is not None:
         if before[3] != after[3]:
-            # Local periods move with the time zone: drop every rollup before rebuilding.
-            for granularity in ("hourly", "daily", "weekly", "monthly", "yearly"):
+            # Local periods move with the time zone: drop every stored period before rebuilding.
+            for granularity in ("daily", "weekly", "monthly", "yearly"):
                 delete_periods(session, [user_id], granularity, 0, 2**62)
         recomputed = services.updater.rebuild(session, [user_id], cause="account")
         announce_updates(session, recomputed, "account")

@@ -16,6 +16,7 @@ from statistics_manager_service.query.params import SeriesRequest
 from statistics_manager_service.query.series import METRICS, aligned_starts, load_series
 from statistics_manager_service.storage.curves import load_curves
 from statistics_manager_service.storage.households import load_households
+from statistics_manager_service.storage.recompute import StatisticsUpdater
 from statistics_manager_service.storage.signals import load_intensity_with_updates
 
 # The time zone of a grid zone's calendar day, for zones this service knows.
@@ -58,10 +59,10 @@ def _curve_series(
 
 
 def load_forecast_vs_real(
-    session: Session, request: SeriesRequest, default_timezone: str
+    session: Session, request: SeriesRequest, statistics: StatisticsUpdater
 ) -> list[dict[str, Any]]:
     """Return measured consumption (or the mock real curve) beside the stored forecast, per user."""
-    real = load_series(session, request, METRICS["real_energy"], default_timezone)
+    real = load_series(session, request, METRICS["real_energy"], statistics)
     zones = {series.user_id: series.timezone for series in real}
     starts = aligned_starts(request.start_s, zones, request.engine_granularity)
     lowest = min(starts.values())

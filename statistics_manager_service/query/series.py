@@ -19,6 +19,7 @@ from statistics_manager_service.aggregation.rollup import Granularity, period_st
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.query.params import SeriesRequest
 from statistics_manager_service.storage.households import load_households
+from statistics_manager_service.storage.recompute import StatisticsUpdater
 from statistics_manager_service.storage.tables import Household, StatisticsPeriod
 
 
@@ -152,35 +153,27 @@ def _series_statement(columns: tuple[str, ...]) -> sa.Select[Any]:
     )
 
 
+COMPUTED_GRANULARITIES = ("15_mins", "hourly")
+
+
 def load_series(
-    session: Session, request: SeriesRequest, metric: Metric, default_timezone: str
+    session: Session, request: SeriesRequest, metric: Metric, statistics: StatisticsUpdater
 ) -> list[UserSeries]:
     """Return one series per requested household, in request order; 404 for the first unknown user.
 
-    One indexed read gives each household's time zone and every period that may overlap the range;
-    periods before the household's local bucket holding the start are then dropped.
+    Stored periods (days and coarser): one indexed read gives each household's time zone and
+    every period that may overlap the range; periods before the household's local bucket holding
+    the start are then dropped. Quarter hours and hours are computed from the stored readings.
     """
     columns = [metric.column, *(column for _, column in metric.extras)]
     if request.include_quality:
         columns += [c for c in QUALITY_COLUMNS if c not in columns]
     columns = list(dict.fromkeys(columns))
-    rows = (
-        session.connection()
-        .execute(
-            _series_statement(tuple(columns)),
-            {
-                "user_ids": sorted(request.user_ids),
-                "granularity": request.granularity,
-                "low_s": request.start_s - LONGEST_BUCKET_S[request.engine_granularity],
-                "end_s": request.end_s,
-            },
-        )
-        .all()
-    )
-    names = ["user_id", "timezone", "period_start", *columns]
-    table: dict[str, Sequence[Any]] = (
-        dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else dict.fromkeys(names, ())
-    )
+    low_s = request.start_s - LONGEST_BUCKET_S[request.engine_granularity]
+    if request.granularity in COMPUTED_GRANULARITIES:
+        table = _computed_table(session, request, columns, statistics, low_s)
+    else:
+        table = _stored_table(session, request, columns, low_s)
     # Rows arrive grouped by household (ORDER BY user_id): find where each household's run starts.
     user_column = table["user_id"]
     firsts = [i for i in range(len(user_column)) if i == 0 or user_column[i] != user_column[i - 1]]
@@ -191,7 +184,7 @@ def load_series(
             raise UserNotFound(user_id)
     zone_column = table["timezone"]
     zones = {
-        user_id: default_timezone if zone_column[low] is None else zone_column[low]
+        user_id: statistics.default_timezone if zone_column[low] is None else zone_column[low]
         for user_id, (low, _) in runs.items()
     }
     starts = aligned_starts(request.start_s, zones, request.engine_granularity)
@@ -210,6 +203,67 @@ def load_series(
         records = shape_records(selected, zones[user_id], metric, request.include_quality)
         series.append(UserSeries(user_id, zones[user_id], records))
     return series
+
+
+def _stored_table(
+    session: Session, request: SeriesRequest, columns: list[str], low_s: int
+) -> dict[str, Sequence[Any]]:
+    """Columns of the stored periods that may overlap the range, ordered by household and start."""
+    rows = (
+        session.connection()
+        .execute(
+            _series_statement(tuple(columns)),
+            {
+                "user_ids": sorted(request.user_ids),
+                "granularity": request.granularity,
+                "low_s": low_s,
+                "end_s": request.end_s,
+            },
+        )
+        .all()
+    )
+    names = ["user_id", "timezone", "period_start", *columns]
+    return dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else dict.fromkeys(names, ())
+
+
+def _computed_table(
+    session: Session, request: SeriesRequest, columns: list[str], statistics: StatisticsUpdater, low_s: int
+) -> dict[str, Sequence[Any]]:
+    """`_stored_table` for quarter hours and hours, computed from the stored readings."""
+    households = (
+        session.connection()
+        .execute(
+            sa.select(Household.__table__.c.user_id, Household.__table__.c.timezone)
+            .where(Household.__table__.c.user_id.in_(sorted(request.user_ids)))
+            .order_by(Household.__table__.c.user_id)
+        )
+        .all()
+    )
+    periods = statistics.bucket_statistics(
+        session, [user_id for user_id, _ in households], low_s, request.end_s, request.engine_granularity
+    )
+    by_user: dict[str, dict[str, list[Any]]] = {}
+    if not periods.empty:
+        values = {
+            name: periods[name].astype(object).where(periods[name].notna(), None).tolist()
+            for name in ("user_id", "period_start", *columns)
+        }
+        for position, user_id in enumerate(values["user_id"]):
+            into = by_user.setdefault(user_id, {name: [] for name in ("period_start", *columns)})
+            for name in into:
+                into[name].append(values[name][position])
+    names = ["user_id", "timezone", "period_start", *columns]
+    table: dict[str, Sequence[Any]] = {}
+    columns_of: dict[str, list[Any]] = {name: [] for name in names}
+    for user_id, timezone in households:
+        found = by_user.get(user_id)
+        count = len(found["period_start"]) if found else 1  # no period: one row, as the outer join gives
+        columns_of["user_id"] += [user_id] * count
+        columns_of["timezone"] += [timezone] * count
+        for name in ("period_start", *columns):
+            columns_of[name] += found[name] if found else [None]
+    table.update(columns_of)
+    return table
 
 
 def _rounded(values: Sequence[Any], decimals: int) -> list[float | None]:

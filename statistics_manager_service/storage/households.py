@@ -18,7 +18,7 @@ from statistics_manager_service.storage.tables import (
     Household,
     OutboxEvent,
     ProcessedEvent,
-    RawReading,
+    ReadingDay,
     StatisticsPeriod,
 )
 from statistics_manager_service.storage.upsert import upsert_rows
@@ -101,7 +101,7 @@ def known_user_ids(session: Session, user_ids: Collection[str]) -> set[str]:
 def erase_user(session: Session, user_id: str) -> None:
     """Delete every row about the user and leave a tombstone."""
     for table, column in (
-        (RawReading, RawReading.user_id),
+        (ReadingDay, ReadingDay.user_id),
         (StatisticsPeriod, StatisticsPeriod.user_id),
         (ConsumptionCurve, ConsumptionCurve.user_id),
         (DeviceMapping, DeviceMapping.user_id),

@@ -1,6 +1,7 @@
 """Listen to PostgreSQL's announcements of changed statistics and invalidate the response cache.
 
-Migration 0002 makes every statement that changes `statistics_periods` or `households` notify
+Migrations 0002 and 0003 make every statement that changes `statistics_periods`, `households`,
+`consumption_curves` or `reading_days` notify
 `statistics_changed` with each household id it touched (`'*'` for a truncation), delivered when
 the transaction commits. This thread keeps one connection listening. Whenever it is not listening
 (starting, connection lost, database down) announcements may be missed, so the cache is emptied and
@@ -28,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "statistics_changed"
 ALL_HOUSEHOLDS = "*"
-# The tables whose changes migration 0002 announces, and its triggers on each.
-ANNOUNCED_TABLES = ("statistics_periods", "households", "consumption_curves")
+# The tables whose changes migrations 0002 and 0003 announce, and their triggers on each.
+ANNOUNCED_TABLES = ("statistics_periods", "households", "consumption_curves", "reading_days")
 ANNOUNCING_TRIGGERS = frozenset(
     f"{table}_{event}_announce"
     for table in ANNOUNCED_TABLES

@@ -1,18 +1,30 @@
-"""Raw meter readings: idempotent storage and the windows the aggregation engine reads."""
+"""Meter readings stored as one row of packed column arrays per household, source and UTC day.
+
+A reading costs its values' bytes and a 96th of a row, instead of a row of its own (see
+docs/STORAGE.md). Storing merges readings into their day rows in the caller's transaction: the
+union of instants, and the larger value of each field where an instant repeats, so the rows are
+the same whatever the order and multiplicity of delivery. The caller must hold the households
+(`SELECT … FOR UPDATE`) so that no other transaction rewrites the same day rows meanwhile.
+"""
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.storage.tables import Household, RawReading
-from statistics_manager_service.storage.upsert import upsert_frame
+from statistics_manager_service.storage import pg_copy
+from statistics_manager_service.storage.tables import Household, ReadingDay
 from statistics_manager_service.storage.windows import read_windows
 
+DAY_S = 86_400
 READING_VALUE_COLUMNS = [
     "energy_imported_wh",
     "energy_exported_wh",
@@ -22,82 +34,327 @@ READING_VALUE_COLUMNS = [
     "voltage_v",
 ]
 READING_COLUMNS = ["user_id", "source", "ts", *READING_VALUE_COLUMNS]
+READING_KEY = ["user_id", "source", "ts"]
+DAY_KEY = ["user_id", "source", "day"]
+DAY_COLUMNS = [
+    *DAY_KEY,
+    "reading_count",
+    "first_ts",
+    "last_ts",
+    "ts_offsets",
+    *READING_VALUE_COLUMNS,
+    "updated_at",
+]
+_OFFSET_TYPE = np.dtype("<i4")
+_VALUE_TYPE = np.dtype("<f8")
 
 
-def upsert_readings(session: Session, readings: pd.DataFrame) -> int:
-    """Store readings keyed by (user, source, ts); a conflict keeps the larger value of each field.
+class CorruptDayRow(ValueError):
+    """A stored day row whose arrays disagree with its reading count."""
 
-    Keeping the larger value makes the stored table independent of delivery order and of
-    duplicates. Returns the number of distinct readings written.
+
+def day_of(ts_s: Any) -> Any:
+    """Return the start (epoch seconds) of the UTC day holding each instant."""
+    return ts_s // DAY_S * DAY_S
+
+
+# ---- the codec ----------------------------------------------------------------------------------
+
+
+def merge_duplicates(readings: pd.DataFrame) -> pd.DataFrame:
+    """Sort readings by (user, source, ts) and merge repeated instants into the larger value per field.
+
+    `max` ignores missing values, so a copy lacking a field never hides one that has it.
     """
+    merged = readings[READING_COLUMNS].groupby(READING_KEY, as_index=False, sort=True).max()
+    merged["ts"] = merged["ts"].astype("int64")
+    return merged
+
+
+def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]]:
+    """Pack readings sorted by (user, source, ts) without repeats into day rows (DAY_COLUMNS order)."""
     if readings.empty:
-        return 0
-    merged = readings[READING_COLUMNS].groupby(["user_id", "source", "ts"], as_index=False, sort=True).max()
-    upsert_frame(session, RawReading, merged, ["user_id", "source", "ts"], merge="max", appends=True)
-    return len(merged)
+        return []
+    ts = readings["ts"].to_numpy(dtype=np.int64)
+    days = day_of(ts)
+    users = readings["user_id"].to_numpy(dtype=object)
+    sources = readings["source"].to_numpy(dtype=object)
+    change = np.ones(ts.size, dtype=bool)
+    change[1:] = (users[1:] != users[:-1]) | (sources[1:] != sources[:-1]) | (days[1:] != days[:-1])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], ts.size)
+    offsets = (ts - days).astype(_OFFSET_TYPE)
+    values = {
+        name: readings[name].to_numpy(dtype=np.float64, na_value=np.nan).astype(_VALUE_TYPE, copy=False)
+        for name in READING_VALUE_COLUMNS
+    }
+    present = {name: np.add.reduceat(~np.isnan(column), starts) > 0 for name, column in values.items()}
+    rows = []
+    for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        rows.append(
+            (
+                users[start],
+                sources[start],
+                int(days[start]),
+                end - start,
+                int(ts[start]),
+                int(ts[end - 1]),
+                offsets[start:end].tobytes(),
+                *(
+                    values[name][start:end].tobytes() if present[name][index] else None
+                    for name in READING_VALUE_COLUMNS
+                ),
+                updated_at,
+            )
+        )
+    return rows
 
 
-def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFrame:
-    """Load the readings of each (user_id, source, start_s, end_s) window, end excluded."""
-    frame = read_windows(
-        session,
-        RawReading.__table__,
-        READING_COLUMNS,
-        windows,
-        ["user_id", "source"],
-        "ts",
-    )
-    frame["ts"] = frame["ts"].astype("int64")
-    for column in READING_VALUE_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+@functools.lru_cache(maxsize=256)
+def _missing(count: int) -> bytes:
+    """The packed values of a column absent from a day row of `count` readings."""
+    return np.full(count, np.nan, dtype=_VALUE_TYPE).tobytes()
+
+
+def decode_days(rows: pd.DataFrame) -> pd.DataFrame:
+    """Unpack day rows (DAY_COLUMNS) into readings (READING_COLUMNS and the row's `updated_at`)."""
+    if rows.empty:
+        return empty_readings()
+    counts = rows["reading_count"].to_numpy(dtype=np.int64)
+    total = int(counts.sum())
+    offsets = np.frombuffer(b"".join(rows["ts_offsets"].tolist()), dtype=_OFFSET_TYPE)
+    if offsets.size != total:
+        raise CorruptDayRow("reading_days: ts_offsets do not match reading_count")
+    days = rows["day"].to_numpy(dtype=np.int64)
+    columns: dict[str, Any] = {
+        "user_id": np.repeat(rows["user_id"].to_numpy(dtype=object), counts),
+        "source": np.repeat(rows["source"].to_numpy(dtype=object), counts),
+        "ts": offsets.astype(np.int64) + np.repeat(days, counts),
+    }
+    for name in READING_VALUE_COLUMNS:
+        blobs = [
+            _missing(count) if blob is None else blob
+            for blob, count in zip(rows[name].tolist(), counts.tolist(), strict=True)
+        ]
+        column = np.frombuffer(b"".join(blobs), dtype=_VALUE_TYPE)
+        if column.size != total:
+            raise CorruptDayRow(f"reading_days: {name} does not match reading_count")
+        columns[name] = column.astype(np.float64)
+    columns["updated_at"] = np.repeat(rows["updated_at"].to_numpy(dtype=np.int64), counts)
+    return pd.DataFrame(columns)
+
+
+def empty_readings() -> pd.DataFrame:
+    """Return a readings frame with no rows and the right column types."""
+    frame = pd.DataFrame({name: np.zeros(0, dtype=np.float64) for name in READING_COLUMNS})
+    frame["user_id"] = frame["user_id"].astype(object)
+    frame["source"] = frame["source"].astype(object)
+    frame["ts"] = frame["ts"].astype(np.int64)
+    frame["updated_at"] = np.zeros(0, dtype=np.int64)
     return frame
 
 
-def _newest(session: Session, user_ids: Sequence[str], column: str, values: Sequence[str]) -> list[Any]:
-    """Rows (user_id, ts, *values) of each household's newest reading that has `column`.
+# ---- storing ------------------------------------------------------------------------------------
 
-    One statement for all users; each user's maximum is an index lookup, not a scan.
+
+def _day_windows(keys: pd.DataFrame) -> pd.DataFrame:
+    """Windows on the `day` column selecting exactly the day rows of (user_id, source, day) keys."""
+    return pd.DataFrame(
+        {
+            "user_id": keys["user_id"].to_numpy(),
+            "source": keys["source"].to_numpy(),
+            "start_s": keys["day"].to_numpy(dtype=np.int64),
+            "end_s": keys["day"].to_numpy(dtype=np.int64) + 1,
+        }
+    )
+
+
+def _read_day_rows(session: Session, windows: pd.DataFrame) -> pd.DataFrame:
+    """Day rows (DAY_COLUMNS) whose `day` lies in a (user_id, source, start_s, end_s) window."""
+    frame = read_windows(session, ReadingDay.__table__, DAY_COLUMNS, windows, ["user_id", "source"], "day")
+    return frame
+
+
+def store_readings(session: Session, readings: pd.DataFrame) -> pd.DataFrame:
+    """Merge readings into their day rows; return the day rows' readings as now stored.
+
+    The returned frame holds every reading of each day touched (READING_COLUMNS and
+    `updated_at`), sorted by (user, source, ts).
     """
-    inner = sa.alias(RawReading.__table__, "newer")
-    newest_ts = (
-        sa.select(sa.func.max(inner.c.ts))
+    if readings.empty:
+        return empty_readings()
+    incoming = merge_duplicates(readings)
+    keys = pd.DataFrame(
+        {
+            "user_id": incoming["user_id"].to_numpy(),
+            "source": incoming["source"].to_numpy(),
+            "day": day_of(incoming["ts"].to_numpy(dtype=np.int64)),
+        }
+    ).drop_duplicates(ignore_index=True)
+    stored = _read_day_rows(session, _day_windows(keys))
+    combined = incoming
+    if not stored.empty:
+        combined = merge_duplicates(pd.concat([decode_days(stored), incoming], ignore_index=True))
+    now = int(time.time())
+    rows = encode_days(combined, now)
+    _write_day_rows(session, rows, stored[DAY_KEY])
+    combined["updated_at"] = now
+    return combined
+
+
+def _write_day_rows(session: Session, rows: list[tuple[Any, ...]], replaced: pd.DataFrame) -> None:
+    """Replace the `replaced` day rows and insert `rows` (whose keys include all of them)."""
+    table = cast(sa.Table, ReadingDay.__table__)
+    if not replaced.empty:
+        keys = list(
+            zip(
+                replaced["user_id"].tolist(),
+                replaced["source"].tolist(),
+                replaced["day"].astype("int64").tolist(),
+                strict=True,
+            )
+        )
+        session.execute(
+            sa.delete(table).where(sa.tuple_(table.c.user_id, table.c.source, table.c.day).in_(keys))
+        )
+    if pg_copy.supported(session):
+        pg_copy.copy_records(session, table, DAY_COLUMNS, rows)
+    elif rows:
+        session.execute(sa.insert(table), [dict(zip(DAY_COLUMNS, row, strict=True)) for row in rows])
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFrame:
+    """Load the readings of each (user_id, source, start_s, end_s) window, end excluded.
+
+    Columns: READING_COLUMNS and the `updated_at` of the day row each reading is stored in.
+    """
+    if windows.empty:
+        return empty_readings()
+    rows = _read_day_rows(
+        session,
+        windows.assign(
+            start_s=day_of(windows["start_s"].to_numpy(dtype=np.int64)),
+            end_s=windows["end_s"].to_numpy(dtype=np.int64),
+        ),
+    )
+    readings = decode_days(rows)
+    if readings.empty:
+        return readings
+    bounds = (
+        readings[["user_id", "source", "ts"]]
+        .reset_index()
+        .merge(windows[["user_id", "source", "start_s", "end_s"]], on=["user_id", "source"])
+    )
+    inside = bounds.loc[(bounds["ts"] >= bounds["start_s"]) & (bounds["ts"] < bounds["end_s"]), "index"]
+    return readings.loc[np.unique(inside.to_numpy())].reset_index(drop=True)
+
+
+def neighbour_times(session: Session, keys: pd.DataFrame, before: bool) -> list[int | None]:
+    """Per (user_id, source, day) key: the last reading in an earlier day row, or the first reading
+    in a later one (`before=False`); None where there is none. On PostgreSQL in one statement."""
+    if keys.empty:
+        return []
+    table = ReadingDay.__table__
+    users, sources = keys["user_id"].tolist(), keys["source"].tolist()
+    days = keys["day"].astype("int64").tolist()
+    if session.get_bind().dialect.name != "postgresql":
+        aggregate = sa.func.max(table.c.last_ts) if before else sa.func.min(table.c.first_ts)
+        found: list[int | None] = []
+        for user_id, source, day in zip(users, sources, days, strict=True):
+            statement = sa.select(aggregate).where(
+                table.c.user_id == user_id,
+                table.c.source == source,
+                table.c.day < day if before else table.c.day > day,
+            )
+            value = session.execute(statement).scalar()
+            found.append(None if value is None else int(value))
+        return found
+    text, number = postgresql.ARRAY(sa.String), postgresql.ARRAY(sa.BigInteger)
+    wanted = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("users", users, type_=text), text),
+            sa.cast(sa.bindparam("sources", sources, type_=text), text),
+            sa.cast(sa.bindparam("days", days, type_=number), number),
+        )
+        .table_valued("user_id", "source", "day", with_ordinality="position")
+        .render_derived(name="wanted")
+    )
+    same = sa.and_(table.c.user_id == wanted.c.user_id, table.c.source == wanted.c.source)
+    if before:
+        value = sa.select(sa.func.max(table.c.last_ts)).where(same, table.c.day < wanted.c.day)
+    else:
+        value = sa.select(sa.func.min(table.c.first_ts)).where(same, table.c.day > wanted.c.day)
+    statement = sa.select(wanted.c.position, value.scalar_subquery()).select_from(wanted)
+    result: list[int | None] = [None] * len(users)
+    for position, ts in session.execute(statement):
+        result[int(position) - 1] = None if ts is None else int(ts)
+    return result
+
+
+def reading_span(session: Session, user_id: str, source: str) -> tuple[int | None, int | None]:
+    """Return the first and last stored reading time of a household's source."""
+    table = ReadingDay.__table__
+    row = session.execute(
+        sa.select(sa.func.min(table.c.first_ts), sa.func.max(table.c.last_ts)).where(
+            table.c.user_id == user_id, table.c.source == source
+        )
+    ).one()
+    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def _newest_days(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
+    """Each household's newest day row of its statistics source in which `column` is present."""
+    days = ReadingDay.__table__
+    newer = sa.alias(days, "newer")
+    newest_day = (
+        sa.select(sa.func.max(newer.c.day))
         .where(
-            inner.c.user_id == Household.user_id,
-            inner.c.source == Household.statistics_source,
-            inner.c[column].is_not(None),
+            newer.c.user_id == Household.user_id,
+            newer.c.source == Household.statistics_source,
+            newer.c[column].is_not(None),
         )
         .scalar_subquery()
     )
     statement = (
-        sa.select(Household.user_id, RawReading.ts, *(getattr(RawReading, v) for v in values))
+        sa.select(*(days.c[name] for name in DAY_COLUMNS))
+        .select_from(Household)
         .join(
-            RawReading,
+            days,
             sa.and_(
-                RawReading.user_id == Household.user_id,
-                RawReading.source == Household.statistics_source,
-                RawReading.ts == newest_ts,
+                days.c.user_id == Household.user_id,
+                days.c.source == Household.statistics_source,
+                days.c.day == newest_day,
             ),
         )
         .where(Household.user_id.in_(sorted(set(user_ids))))
     )
-    return list(session.execute(statement).all())
+    return pd.DataFrame(session.execute(statement).all(), columns=DAY_COLUMNS)
+
+
+def _newest_with(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
+    """Each household's newest reading in which `column` is present (READING_COLUMNS)."""
+    readings = decode_days(_newest_days(session, user_ids, column))
+    readings = readings[readings[column].notna()]
+    return readings.drop_duplicates("user_id", keep="last").reset_index(drop=True)
 
 
 def latest_readings(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
     """Return each household's newest value of `column` (user_id, ts, value)."""
-    frame = pd.DataFrame(_newest(session, user_ids, column, [column]), columns=["user_id", "ts", "value"])
-    frame["ts"] = frame["ts"].astype("int64")
-    frame["value"] = frame["value"].astype("float64")
-    return frame
+    newest = _newest_with(session, user_ids, column)
+    return pd.DataFrame(
+        {
+            "user_id": newest["user_id"].to_numpy(dtype=object),
+            "ts": newest["ts"].to_numpy(dtype=np.int64),
+            "value": newest[column].to_numpy(dtype=np.float64),
+        }
+    )
 
 
 def latest_registers(session: Session, user_ids: Sequence[str]) -> pd.DataFrame:
     """Return each household's newest energy registers (Wh) and their time."""
     columns = ["energy_imported_wh", "energy_exported_wh", "energy_generated_wh"]
-    frame = pd.DataFrame(
-        _newest(session, user_ids, "energy_imported_wh", columns), columns=["user_id", "ts", *columns]
-    )
-    frame["ts"] = frame["ts"].astype("int64")
-    for column in columns:
-        frame[column] = frame[column].astype("float64")
-    return frame
+    newest = _newest_with(session, user_ids, "energy_imported_wh")
+    return newest[["user_id", "ts", *columns]].reset_index(drop=True)

@@ -1,8 +1,10 @@
 """Keep stored statistics equal to what the engine computes from the stored readings.
 
 A change (new or late readings, a price, an intensity, a tariff correction) names a window of
-15-minute buckets per household; only those buckets, and the hour/day/week/month/year periods
-containing them, are recomputed. The cost of one late reading does not grow with history.
+15-minute buckets per household; the local days holding those buckets are recomputed from their
+readings, and the weeks, months and years holding those days from the stored days. Quarter
+hours and hours are not stored: `bucket_statistics` computes them from the readings, by the
+same path, when they are asked for. The cost of one late reading does not grow with history.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from statistics_manager_service import metrics
@@ -25,12 +26,16 @@ from statistics_manager_service.aggregation.tariffs import TariffBook, price_buc
 from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
 from statistics_manager_service.storage.periods import load_period_windows_reusing, upsert_periods
 from statistics_manager_service.storage.readings import (
+    DAY_S,
+    day_of,
     load_reading_windows,
-    upsert_readings,
+    merge_duplicates,
+    neighbour_times,
+    reading_span,
+    store_readings,
 )
 from statistics_manager_service.storage.signals import load_intensity, load_prices
-from statistics_manager_service.storage.tables import Household, RawReading, StatisticsPeriod
-from statistics_manager_service.storage.windows import rows_of
+from statistics_manager_service.storage.tables import Household, StatisticsPeriod
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +44,9 @@ SOURCE_PRIORITY = ("smart_meter", "hub", "dongle")
 DEFAULT_CONTRACTED_KVA = 6.9
 # Readings loaded on each side of a window; a longer gap costs one extra lookup.
 CONTEXT_S = 3 * 3600
-# (stored granularity, engine granularity, the stored granularity it is rolled up from)
+# (stored granularity, engine granularity, the stored granularity it is rolled up from); days are
+# rolled up from the 15-minute buckets computed in memory.
 ROLLUPS: tuple[tuple[str, Granularity, str], ...] = (
-    ("hourly", "hour", "15_mins"),
-    ("daily", "day", "15_mins"),
     ("weekly", "week", "daily"),
     ("monthly", "month", "daily"),
     ("yearly", "year", "monthly"),
@@ -86,7 +90,8 @@ def _priority(source: str | None) -> int:
 
 
 class StatisticsUpdater:
-    """Apply readings and signal changes to the stored statistics, inside the caller's transaction."""
+    """Apply readings and signal changes to the stored statistics, inside the caller's transaction;
+    compute quarter hours and hours from the stored readings when asked."""
 
     def __init__(self, book: TariffBook, default_timezone: str) -> None:
         self.book = book
@@ -95,45 +100,62 @@ class StatisticsUpdater:
     # ---- entry points -------------------------------------------------------------------
 
     def apply_readings(self, session: Session, readings: pd.DataFrame) -> Recomputed:
-        """Store readings idempotently, then recompute the buckets and periods they touch."""
+        """Store readings idempotently, then recompute the days and periods they touch."""
         if readings.empty:
             return Recomputed(_empty_windows())
-        stored = upsert_readings(session, readings)
-        metrics_by_source = readings.groupby("source").size()
-        for source, count in metrics_by_source.items():
+        # Held before the day rows are read and rewritten: no other transaction merges into them.
+        households = self._lock(session, readings["user_id"].unique().tolist())
+        incoming = merge_duplicates(readings)
+        stored_days = store_readings(session, incoming)
+        for source, count in incoming.groupby("source").size().items():
             metrics.READINGS_INGESTED.labels(str(source)).inc(int(count))
-        touched = readings.groupby(["user_id", "source"], sort=True)["ts"].agg(["min", "max"]).reset_index()
-        households = self._lock(session, touched["user_id"].unique().tolist())
-        windows = self._reading_windows(session, households, touched)
+        touched = incoming.groupby(["user_id", "source"], sort=True)["ts"].agg(["min", "max"]).reset_index()
+        windows = self._reading_windows(session, households, touched, stored_days)
         recomputed = self._recompute(session, households, windows, cause="readings")
-        newest = int(readings["ts"].max())
-        metrics.NEWEST_AGGREGATED_READING.set(max(newest, 0))
-        return dataclasses.replace(recomputed, readings_stored=stored)
+        metrics.NEWEST_AGGREGATED_READING.set(max(int(incoming["ts"].max()), 0))
+        return dataclasses.replace(recomputed, readings_stored=len(incoming))
 
     def recompute_windows(self, session: Session, windows: pd.DataFrame, cause: str) -> Recomputed:
         """Recompute explicit (user_id, start_s, end_s) ranges, e.g. after a price or intensity change."""
         if windows.empty:
             return Recomputed(_empty_windows())
         households = self._lock(session, windows["user_id"].unique().tolist())
-        known = windows[windows["user_id"].isin(list(households))].copy()
-        # Clip to each household's reading span: no bucket exists outside it.
-        first = known["user_id"].map({u: h.first_reading_ts for u, h in households.items()})
-        last = known["user_id"].map({u: h.last_reading_ts for u, h in households.items()})
-        known = known[first.notna() & last.notna()]
-        if known.empty:
-            return Recomputed(_empty_windows())
-        first, last = first[known.index].astype("int64"), last[known.index].astype("int64")
-        known["start_s"] = np.maximum(known["start_s"].to_numpy(), (first // BUCKET_S * BUCKET_S).to_numpy())
-        known["end_s"] = np.minimum(
-            known["end_s"].to_numpy(), (last // BUCKET_S * BUCKET_S + BUCKET_S).to_numpy()
-        )
-        known = known[known["end_s"] > known["start_s"]]
-        return self._recompute(session, households, known[["user_id", "start_s", "end_s"]], cause=cause)
+        return self._recompute(session, households, self._clipped(households, windows), cause=cause)
 
     def rebuild(self, session: Session, user_ids: Sequence[str], cause: str) -> Recomputed:
         """Recompute the whole history of households."""
         windows = pd.DataFrame({"user_id": list(user_ids), "start_s": 0, "end_s": 2**62})
         return self.recompute_windows(session, windows, cause)
+
+    def bucket_statistics(
+        self,
+        session: Session,
+        user_ids: Sequence[str],
+        start_s: int,
+        end_s: int,
+        granularity: Granularity | None,
+    ) -> pd.DataFrame:
+        """Compute the priced 15-minute buckets (granularity None) or local hours of households
+        that start in [start_s, end_s), from the stored readings; `period_start` and `updated_at`
+        (of the newest day row the period's readings come from) included."""
+        statement = sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids))))
+        households = {h.user_id: h for h in session.scalars(statement)}
+        windows = pd.DataFrame({"user_id": list(households), "start_s": start_s, "end_s": end_s})
+        windows = self._clipped(households, windows)
+        if windows.empty:
+            return _empty_statistics()
+        frame = self._household_frame(households)
+        if granularity is not None:
+            timezones = frame.set_index("user_id")["timezone"]
+            windows = _affected_periods(windows, timezones, granularity)
+        readings = self._readings_with_context(session, households, windows)
+        priced = self._priced_buckets(session, frame, windows, readings)
+        if granularity is not None:
+            priced = rollup(priced, frame.set_index("user_id")["timezone"], granularity)
+            priced = _inside_windows(priced, windows, "period_start")
+        else:
+            priced = priced.rename(columns={"bucket_start": "period_start"})
+        return _with_update_times(priced, readings)
 
     # ---- households and windows ---------------------------------------------------------
 
@@ -187,12 +209,35 @@ class StatisticsUpdater:
         )
         return frame
 
+    def _clipped(self, households: dict[str, Household], windows: pd.DataFrame) -> pd.DataFrame:
+        """Clip (user_id, start_s, end_s) windows to the buckets of each household's reading span."""
+        known = windows[windows["user_id"].isin(list(households))].copy()
+        first = known["user_id"].map({u: h.first_reading_ts for u, h in households.items()})
+        last = known["user_id"].map({u: h.last_reading_ts for u, h in households.items()})
+        known = known[first.notna() & last.notna()]
+        if known.empty:
+            return _empty_windows()
+        first, last = first[known.index].astype("int64"), last[known.index].astype("int64")
+        known["start_s"] = np.maximum(known["start_s"].to_numpy(), (first // BUCKET_S * BUCKET_S).to_numpy())
+        known["end_s"] = np.minimum(
+            known["end_s"].to_numpy(), (last // BUCKET_S * BUCKET_S + BUCKET_S).to_numpy()
+        )
+        known = known[known["end_s"] > known["start_s"]]
+        return known[["user_id", "start_s", "end_s"]].reset_index(drop=True)
+
     def _reading_windows(
-        self, session: Session, households: dict[str, Household], touched: pd.DataFrame
+        self,
+        session: Session,
+        households: dict[str, Household],
+        touched: pd.DataFrame,
+        stored_days: pd.DataFrame,
     ) -> pd.DataFrame:
-        """Turn new readings into bucket windows: from the reading before to the reading after."""
+        """Turn new readings into bucket windows: from the stored reading before to the one after.
+
+        `stored_days` holds every reading of the day rows the new readings went into.
+        """
         rows: list[tuple[str, int, int]] = []
-        spans: list[tuple[Household, int, int]] = []  # the new readings' range in the statistics source
+        spans: list[tuple[str, str, int, int]] = []  # the new readings' range in the statistics source
         for user_id, group in touched.groupby("user_id", sort=True):
             household = households[str(user_id)]
             best = min(group["source"], key=_priority)
@@ -209,105 +254,97 @@ class StatisticsUpdater:
                         rows.append((str(user_id), household.first_reading_ts, household.last_reading_ts))
                     continue
             own = group[group["source"] == household.statistics_source]
-            if own.empty:
-                continue
-            spans.append((household, int(own["min"].iloc[0]), int(own["max"].iloc[0])))
-        for (household, min_ts, max_ts), (previous, following) in zip(
-            spans, self._neighbours(session, spans), strict=True
-        ):
-            first = min_ts if household.first_reading_ts is None else min(household.first_reading_ts, min_ts)
-            last = max_ts if household.last_reading_ts is None else max(household.last_reading_ts, max_ts)
-            household.first_reading_ts, household.last_reading_ts = first, last
-            rows.append(
-                (
-                    household.user_id,
-                    previous if previous is not None else min_ts,
-                    following if following is not None else max_ts,
+            if not own.empty:
+                spans.append(
+                    (
+                        str(user_id),
+                        str(household.statistics_source),
+                        int(own["min"].iloc[0]),
+                        int(own["max"].iloc[0]),
+                    )
                 )
-            )
+        if spans:
+            frame = pd.DataFrame(spans, columns=["user_id", "source", "min_ts", "max_ts"])
+            previous, following = self._span_neighbours(session, households, frame, stored_days)
+            for (user_id, _, min_ts, max_ts), before, after in zip(spans, previous, following, strict=True):
+                household = households[user_id]
+                first, last = household.first_reading_ts, household.last_reading_ts
+                household.first_reading_ts = min_ts if first is None else min(first, min_ts)
+                household.last_reading_ts = max_ts if last is None else max(last, max_ts)
+                rows.append(
+                    (user_id, min_ts if before is None else before, max_ts if after is None else after)
+                )
         windows = pd.DataFrame(rows, columns=["user_id", "start_s", "end_s"])
         windows["start_s"] = windows["start_s"].astype("int64") // BUCKET_S * BUCKET_S
         windows["end_s"] = windows["end_s"].astype("int64") // BUCKET_S * BUCKET_S + BUCKET_S
         return windows
 
-    def _neighbours(
-        self, session: Session, spans: list[tuple[Household, int, int]]
-    ) -> list[tuple[int | None, int | None]]:
-        """`_neighbour` before each span's start and after its end; on PostgreSQL in one statement."""
-        if session.get_bind().dialect.name != "postgresql":
-            return [
-                (
-                    self._neighbour(session, h, low, before=True),
-                    self._neighbour(session, h, high, before=False),
-                )
-                for h, low, high in spans
-            ]
-        # Only where history extends beyond the span, as `_neighbour` checks.
-        lows = [
-            low if h.first_reading_ts is not None and low > h.first_reading_ts else None
-            for h, low, _ in spans
-        ]
-        highs = [
-            high if h.last_reading_ts is not None and high < h.last_reading_ts else None
-            for h, _, high in spans
-        ]
-        asked = [i for i in range(len(spans)) if lows[i] is not None or highs[i] is not None]
-        found: dict[int, tuple[int | None, int | None]] = {}
-        if asked:
-            text, number = postgresql.ARRAY(sa.String), postgresql.ARRAY(sa.BigInteger)
-            wanted = (
-                sa.func.unnest(
-                    sa.cast(sa.bindparam("users", [spans[i][0].user_id for i in asked], type_=text), text),
-                    sa.cast(
-                        sa.bindparam("sources", [spans[i][0].statistics_source for i in asked], type_=text),
-                        text,
-                    ),
-                    sa.cast(sa.bindparam("lows", [lows[i] for i in asked], type_=number), number),
-                    sa.cast(sa.bindparam("highs", [highs[i] for i in asked], type_=number), number),
-                )
-                .table_valued("user_id", "source", "low", "high", with_ordinality="position")
-                .render_derived(name="wanted")
-            )
-            readings = RawReading.__table__
-            same = sa.and_(readings.c.user_id == wanted.c.user_id, readings.c.source == wanted.c.source)
-            previous = sa.select(sa.func.max(readings.c.ts)).where(same, readings.c.ts < wanted.c.low)
-            following = sa.select(sa.func.min(readings.c.ts)).where(same, readings.c.ts > wanted.c.high)
-            statement = sa.select(
-                wanted.c.position, previous.scalar_subquery(), following.scalar_subquery()
-            ).select_from(wanted)
-            for position, before, after in session.execute(statement):
-                found[asked[int(position) - 1]] = (
-                    None if before is None else int(before),
-                    None if after is None else int(after),
-                )
-        return [found.get(i, (None, None)) for i in range(len(spans))]
+    def _span_neighbours(
+        self,
+        session: Session,
+        households: dict[str, Household],
+        spans: pd.DataFrame,
+        stored_days: pd.DataFrame,
+    ) -> tuple[list[int | None], list[int | None]]:
+        """The stored reading just before each span's start and just after its end, if any.
 
-    def _neighbour(self, session: Session, household: Household, ts: int, before: bool) -> int | None:
-        """Return the stored reading time just before (or after) `ts`, if history extends there."""
-        first, last = household.first_reading_ts, household.last_reading_ts
-        if before and (first is None or ts <= first):
-            return None
-        if not before and (last is None or ts >= last):
-            return None
-        column = RawReading.ts
-        statement = sa.select(sa.func.max(column) if before else sa.func.min(column)).where(
-            RawReading.user_id == household.user_id,
-            RawReading.source == household.statistics_source,
-            column < ts if before else column > ts,
+        Looked up in the day rows just rewritten, then (for the few spans whose neighbour is in
+        another day row) with one statement per direction.
+        """
+        known = stored_days[["user_id", "source", "ts"]].rename(columns={"ts": "neighbour"})
+        known = known.sort_values("neighbour", kind="stable")
+        order = spans.sort_values("min_ts", kind="stable")
+        before = (
+            pd.merge_asof(
+                order,
+                known,
+                left_on="min_ts",
+                right_on="neighbour",
+                by=["user_id", "source"],
+                allow_exact_matches=False,
+                direction="backward",
+            )
+            .set_index(order.index)["neighbour"]
+            .reindex(spans.index)
         )
-        value = session.execute(statement).scalar()
-        return None if value is None else int(value)
+        order = spans.sort_values("max_ts", kind="stable")
+        after = (
+            pd.merge_asof(
+                order,
+                known,
+                left_on="max_ts",
+                right_on="neighbour",
+                by=["user_id", "source"],
+                allow_exact_matches=False,
+                direction="forward",
+            )
+            .set_index(order.index)["neighbour"]
+            .reindex(spans.index)
+        )
+        first = spans["user_id"].map({u: h.first_reading_ts for u, h in households.items()})
+        last = spans["user_id"].map({u: h.last_reading_ts for u, h in households.items()})
+        previous = _found(before)
+        following = _found(after)
+        # History beyond the span but not in the rewritten day rows: in an earlier or later row.
+        ask_before = before.isna() & first.notna() & (first < spans["min_ts"])
+        ask_after = after.isna() & last.notna() & (last > spans["max_ts"])
+        for asked, direction, column, found in (
+            (ask_before, True, "min_ts", previous),
+            (ask_after, False, "max_ts", following),
+        ):
+            if asked.any():
+                keys = spans.loc[asked, ["user_id", "source"]].assign(day=day_of(spans.loc[asked, column]))
+                for position, value in zip(
+                    np.flatnonzero(asked), neighbour_times(session, keys, direction), strict=True
+                ):
+                    found[int(position)] = value
+        return previous, following
 
     def _reset_span(self, session: Session, household: Household) -> None:
         """Forget a household's statistics and take its span from its (new) statistics source."""
         session.execute(sa.delete(StatisticsPeriod).where(StatisticsPeriod.user_id == household.user_id))
-        row = session.execute(
-            sa.select(sa.func.min(RawReading.ts), sa.func.max(RawReading.ts)).where(
-                RawReading.user_id == household.user_id, RawReading.source == household.statistics_source
-            )
-        ).one()
-        household.first_reading_ts = None if row[0] is None else int(row[0])
-        household.last_reading_ts = None if row[1] is None else int(row[1])
+        first, last = reading_span(session, household.user_id, str(household.statistics_source))
+        household.first_reading_ts, household.last_reading_ts = first, last
 
     # ---- the recomputation --------------------------------------------------------------
 
@@ -320,71 +357,118 @@ class StatisticsUpdater:
         windows = windows.groupby("user_id", as_index=False, sort=True).agg(
             start_s=("start_s", "min"), end_s=("end_s", "max")
         )
-        readings = self._readings_with_context(session, households, windows)
-        buckets = compute_buckets(readings.drop(columns=["source"]))
-        buckets = _inside_windows(buckets, windows, "bucket_start")
         frame = self._household_frame({u: households[u] for u in windows["user_id"].unique()})
+        timezones = frame.set_index("user_id")["timezone"]
+        days = _affected_periods(windows, timezones, "day")
+        readings = self._readings_with_context(session, households, days)
+        priced = self._priced_buckets(session, frame, days, readings)
+        daily = _inside_windows(rollup(priced, timezones, "day"), days, "period_start")
+        upsert_periods(session, "daily", daily)
+        self._rollups(session, timezones, days, daily)
+        metrics.RECOMPUTED_BUCKETS.labels(cause).inc(len(priced))
+        return Recomputed(windows)
+
+    def _priced_buckets(
+        self, session: Session, frame: pd.DataFrame, windows: pd.DataFrame, readings: pd.DataFrame
+    ) -> pd.DataFrame:
+        """The 15-minute buckets inside the windows, computed from the readings and priced."""
+        buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
+        buckets = _inside_windows(buckets, windows, "bucket_start")
         start_s, end_s = int(windows["start_s"].min()), int(windows["end_s"].max())
         zones = frame["zone"].unique().tolist()
-        priced = price_buckets(
+        return price_buckets(
             buckets,
             frame,
             self.book,
             load_prices(session, zones, start_s, end_s),
             load_intensity(session, zones, start_s, end_s),
         )
-        upsert_periods(session, "15_mins", priced)
-        self._rollups(session, frame, windows, priced)
-        metrics.RECOMPUTED_BUCKETS.labels(cause).inc(len(priced))
-        return Recomputed(windows)
 
     def _readings_with_context(
         self, session: Session, households: dict[str, Household], windows: pd.DataFrame
     ) -> pd.DataFrame:
-        """Load each window's readings plus at least one reading beyond each end (where any exists)."""
-        windows = windows.assign(source=windows["user_id"].map(lambda u: households[u].statistics_source))
-        loaded = load_reading_windows(
-            session,
-            windows.assign(start_s=windows["start_s"] - CONTEXT_S, end_s=windows["end_s"] + CONTEXT_S + 1),
-        )
+        """Load each window's readings plus at least one reading beyond each end (where any exists).
+
+        Whole day rows around the window are read; a gap longer than that costs one more lookup.
+        """
+        windows = windows.assign(
+            source=windows["user_id"].map(lambda u: households[u].statistics_source)
+        ).reset_index(drop=True)
+        low = day_of(windows["start_s"].to_numpy(dtype=np.int64) - CONTEXT_S)
+        high = day_of(windows["end_s"].to_numpy(dtype=np.int64) + CONTEXT_S) + DAY_S
+        loaded = load_reading_windows(session, windows.assign(start_s=low, end_s=high))
         bounds = loaded.groupby("user_id")["ts"].agg(["min", "max"])
-        lows, highs = bounds["min"].to_dict(), bounds["max"].to_dict()
-        extra: list[tuple[str, str, int, int]] = []
-        for user_id, source, start_s, end_s in rows_of(windows, ["user_id", "source", "start_s", "end_s"]):
-            household = households[user_id]
-            low, high = lows.get(user_id), highs.get(user_id)
-            first, last = household.first_reading_ts, household.last_reading_ts
-            if first is not None and first < start_s and (low is None or low > start_s):
-                previous = self._neighbour(session, household, start_s + 1, before=True)
-                if previous is not None:
-                    extra.append((user_id, source, previous, start_s - CONTEXT_S))
-            if last is not None and last > end_s and (high is None or high < end_s):
-                following = self._neighbour(session, household, end_s - 1, before=False)
-                if following is not None:
-                    extra.append((user_id, source, end_s + CONTEXT_S + 1, following + 1))
+        lowest = windows["user_id"].map(bounds["min"]).to_numpy(dtype=np.float64, na_value=np.nan)
+        highest = windows["user_id"].map(bounds["max"]).to_numpy(dtype=np.float64, na_value=np.nan)
+        first = windows["user_id"].map(lambda u: households[u].first_reading_ts)
+        last = windows["user_id"].map(lambda u: households[u].last_reading_ts)
+        first_s = first.to_numpy(dtype=np.float64, na_value=np.nan)
+        last_s = last.to_numpy(dtype=np.float64, na_value=np.nan)
+        start_s = windows["start_s"].to_numpy(dtype=np.float64)
+        end_s = windows["end_s"].to_numpy(dtype=np.float64)
+        # np.isnan(lowest) | (lowest > start): nothing loaded at or before the window's start.
+        want_before = (first_s < start_s) & ~(lowest <= start_s)
+        want_after = (last_s >= end_s) & ~(highest >= end_s)
+        extra: list[pd.DataFrame] = []
+        for wanted, direction, bound in ((want_before, True, low), (want_after, False, high - DAY_S)):
+            if not wanted.any():
+                continue
+            keys = windows.loc[wanted, ["user_id", "source"]].assign(day=bound[wanted])
+            found = neighbour_times(session, keys, direction)
+            picked = keys.assign(ts=pd.Series(found, index=keys.index, dtype="float64")).dropna(subset=["ts"])
+            if not picked.empty:
+                instants = picked["ts"].astype("int64")
+                extra.append(
+                    picked.assign(start_s=instants, end_s=instants + 1)[
+                        ["user_id", "source", "start_s", "end_s"]
+                    ]
+                )
         if extra:
-            more = load_reading_windows(
-                session, pd.DataFrame(extra, columns=["user_id", "source", "start_s", "end_s"])
-            )
+            more = load_reading_windows(session, pd.concat(extra, ignore_index=True))
             loaded = pd.concat([loaded, more], ignore_index=True)
         return loaded
 
     def _rollups(
-        self, session: Session, households: pd.DataFrame, windows: pd.DataFrame, buckets: pd.DataFrame
+        self, session: Session, timezones: pd.Series, days: pd.DataFrame, daily: pd.DataFrame
     ) -> None:
-        """Recompute every hour/day/week/month/year period that contains a rewritten bucket.
+        """Recompute every week, month and year that contains a rewritten day.
 
-        `buckets` are the 15-minute rows just written over `windows`; each level's rows just
-        written are reused for the next level rather than read back.
+        Each level's rows just written are reused for the next level rather than read back.
         """
-        timezones = households.set_index("user_id")["timezone"]
-        written = {"15_mins": (windows, buckets)}
+        written = {"daily": (days, daily)}
         for stored, granularity, child in ROLLUPS:
-            affected = _affected_periods(windows, timezones, granularity)
+            affected = _affected_periods(days, timezones, granularity)
             rows = load_period_windows_reusing(session, affected, child, *written[child])
             periods = _inside_windows(rollup(rows, timezones, granularity), affected, "period_start")
             upsert_periods(session, stored, periods)
             written[stored] = (affected, periods)
+
+
+def _found(values: pd.Series) -> list[int | None]:
+    """Plain ints from a float series, None where missing."""
+    return [None if value != value else int(value) for value in values.tolist()]
+
+
+def _empty_statistics() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": pd.Series(dtype=object), "period_start": pd.Series(dtype="int64")})
+
+
+def _with_update_times(periods: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
+    """Add each period's `updated_at`: that of the day row holding the reading at or before its start."""
+    if periods.empty:
+        return periods.assign(updated_at=pd.Series(dtype="int64"))
+    stamps = readings[["user_id", "ts", "updated_at"]].sort_values("ts", kind="stable")
+    order = periods.sort_values("period_start", kind="stable")
+    matched = pd.merge_asof(
+        order[["user_id", "period_start"]],
+        stamps,
+        left_on="period_start",
+        right_on="ts",
+        by="user_id",
+        direction="backward",
+    ).set_index(order.index)["updated_at"]
+    periods = periods.assign(updated_at=matched.reindex(periods.index).fillna(0).astype("int64"))
+    return periods.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
 
 
 def _affected_periods(windows: pd.DataFrame, timezones: pd.Series, granularity: Granularity) -> pd.DataFrame:

@@ -3,7 +3,7 @@ statistics do: identical on PostgreSQL and SQLite, compact, and free of time-zon
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -67,24 +67,37 @@ class ErasedUser(Base):
     erased_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class RawReading(Base):
-    """One meter reading as delivered; cumulative registers in Wh."""
+class ReadingDay(Base):
+    """The readings of one household, source and UTC day, as packed column arrays.
 
-    __tablename__ = "raw_readings"
+    `ts_offsets` holds little-endian int32 seconds since `day`; each value column holds
+    little-endian float64 values in the same order, NaN where a reading lacks the value, NULL
+    where no reading of the day has it. Registers are cumulative, in Wh. One row replaces ~96.
+    """
+
+    __tablename__ = "reading_days"
 
     user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
     source: Mapped[str] = mapped_column(String(16), primary_key=True)
-    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    energy_imported_wh: Mapped[float] = mapped_column(Float)
-    energy_exported_wh: Mapped[float] = mapped_column(Float)
-    energy_generated_wh: Mapped[float | None] = mapped_column(Float)
-    power_imported_w: Mapped[float | None] = mapped_column(Float)
-    power_exported_w: Mapped[float | None] = mapped_column(Float)
-    voltage_v: Mapped[float | None] = mapped_column(Float)
+    day: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reading_count: Mapped[int] = mapped_column(Integer)
+    first_ts: Mapped[int] = mapped_column(BigInteger)
+    last_ts: Mapped[int] = mapped_column(BigInteger)
+    ts_offsets: Mapped[bytes] = mapped_column(LargeBinary)
+    energy_imported_wh: Mapped[bytes] = mapped_column(LargeBinary)
+    energy_exported_wh: Mapped[bytes] = mapped_column(LargeBinary)
+    energy_generated_wh: Mapped[bytes | None] = mapped_column(LargeBinary)
+    power_imported_w: Mapped[bytes | None] = mapped_column(LargeBinary)
+    power_exported_w: Mapped[bytes | None] = mapped_column(LargeBinary)
+    voltage_v: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class StatisticsPeriod(Base):
-    """Statistics of one household over one bucket: 15 minutes or a local hour/day/week/month/year."""
+    """Statistics of one household over one local day, ISO week, month or year.
+
+    Quarter hours and hours are computed from `reading_days` when asked for.
+    """
 
     __tablename__ = "statistics_periods"
 

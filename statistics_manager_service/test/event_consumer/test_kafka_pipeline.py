@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from statistics_manager_service.app import ServiceContext, create_app
 from statistics_manager_service.event_consumer import consumer as consumer_module
-from statistics_manager_service.storage.tables import ConsumptionCurve, RawReading, StatisticsPeriod
+from statistics_manager_service.storage.tables import ConsumptionCurve, StatisticsPeriod
 from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     debezium_payload,
@@ -25,6 +25,7 @@ from statistics_manager_service.test.event_consumer.kafka_support import (
 )
 from statistics_manager_service.test.support.kafka_broker import KafkaBroker
 from statistics_manager_service.test.support.pipeline import envelope, reading
+from statistics_manager_service.test.support.statistics import stored_reading_count
 from statistics_manager_service.tokens import issue_token
 
 START = dt.datetime(2026, 5, 4, tzinfo=dt.UTC)
@@ -76,7 +77,7 @@ def test_events_flow_in_and_announcements_and_dead_letters_flow_out(
             output, settings.topic("meter-readings"), good[:4] + poison + good[4:] + good[:2]
         )  # with duplicates
         wait_until(
-            lambda: _count(kafka_ctx, sa.select(sa.func.count()).select_from(RawReading)) == 4 * 96,
+            lambda: stored_reading_count(kafka_ctx) == 4 * 96,
             what="every reading stored",
         )
         dead = drain(kafka_broker, settings.topic("statistics.dlq"), expected=2)
@@ -166,7 +167,7 @@ def test_small_messages_are_gathered_into_batches_by_size(
         before = _batches_handled()
         with running_workers(context):
             wait_until(
-                lambda: _count(context, sa.select(sa.func.count()).select_from(RawReading)) == len(messages),
+                lambda: stored_reading_count(context) == len(messages),
                 what="every reading stored",
             )
             wait_until(lambda: _batches_handled() > before, what="the last batch to be counted")

@@ -26,6 +26,7 @@ from statistics_manager_service.test.support.pipeline import (
     reading,
     signal_message,
 )
+from statistics_manager_service.test.support.statistics import statistics_rows
 
 START = dt.datetime(2026, 3, 28, 0, 0, tzinfo=dt.UTC)  # the Lisbon DST day 2026-03-29 is inside
 
@@ -133,13 +134,10 @@ def test_duplicated_shuffled_and_replayed_delivery_equals_one_clean_delivery(con
 
 
 def _stored(context: ServiceContext, granularity: str, column: str) -> dict[tuple[str, int], float]:
-    with context.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(
-                StatisticsPeriod.user_id, StatisticsPeriod.period_start, getattr(StatisticsPeriod, column)
-            ).where(StatisticsPeriod.granularity == granularity)
-        ).all()
-    return {(user, int(start)): float(value) for user, start, value in rows}
+    rows = statistics_rows(context, granularity, [column])
+    return {
+        (user, int(start)): float(value) for user, start, value in rows.itertuples(index=False, name=None)
+    }
 
 
 def test_buckets_and_local_days_match_an_independent_oracle(context: ServiceContext) -> None:
@@ -258,7 +256,8 @@ def test_poison_messages_are_dead_lettered_and_the_rest_processed(context: Servi
     assert [d.message.offset for d in dead] == [m.offset for m, _ in corpus]
     for letter, (_, expected) in zip(dead, corpus, strict=True):
         assert expected.lower() in letter.reason.lower(), letter.reason
-    assert _count(context, StatisticsPeriod, user_id="house00002", granularity="15_mins") == 3
+    quarter_hours = statistics_rows(context, "15_mins", ["energy_imported_kwh"])
+    assert (quarter_hours["user_id"] == "house00002").sum() == 3
 
 
 def test_unused_account_events_are_skipped_and_counted(context: ServiceContext) -> None:

@@ -96,8 +96,8 @@ class Deployment:
         return self.count("SELECT count(*) FROM processed_events WHERE event_type = :t", t=event_type)
 
     def readings(self) -> int:
-        """How many raw readings are stored."""
-        return self.count("SELECT count(*) FROM raw_readings")
+        """How many readings are stored."""
+        return self.count("SELECT coalesce(sum(reading_count), 0) FROM reading_days")
 
     def unsent_outbox(self) -> int:
         """How many outbox events the relay has not published yet."""

@@ -17,13 +17,34 @@ from statistics_manager_service.app import ServiceContext
 from statistics_manager_service.storage import pg_copy, upsert
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.periods import PERIOD_KEY
-from statistics_manager_service.storage.tables import EnergyPrice, Household, RawReading, StatisticsPeriod
+from statistics_manager_service.storage.tables import EnergyPrice, Household, StatisticsPeriod
 from statistics_manager_service.storage.upsert import frame_records, upsert_frame, upsert_rows
 from statistics_manager_service.test.conftest import clear_tables
 
 KEY = ["user_id", "source", "ts"]
-READINGS = cast(sa.Table, RawReading.__table__)
+# A table of readings, a row each, for the generic machinery: keys, a growing time, NULL-able floats.
+_PROBE = sa.MetaData()
+READINGS = sa.Table(
+    "upsert_probe",
+    _PROBE,
+    sa.Column("user_id", sa.String(10), primary_key=True),
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("energy_imported_wh", sa.Float, nullable=False),
+    sa.Column("energy_exported_wh", sa.Float, nullable=False),
+    sa.Column("energy_generated_wh", sa.Float),
+    sa.Column("power_imported_w", sa.Float),
+    sa.Column("power_exported_w", sa.Float),
+    sa.Column("voltage_v", sa.Float),
+)
 VALUES = ["energy_imported_wh", "energy_exported_wh", "energy_generated_wh", "power_imported_w", "voltage_v"]
+
+
+@pytest.fixture(autouse=True)
+def probe_table(context: ServiceContext):  # type: ignore[no-untyped-def]
+    _PROBE.create_all(context.engine)
+    yield
+    _PROBE.drop_all(context.engine)
 
 
 def _readings(seed: int, rows: int) -> pd.DataFrame:
@@ -46,7 +67,7 @@ def _readings(seed: int, rows: int) -> pd.DataFrame:
 
 def _stored(context: ServiceContext) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     with context.engine.connect() as connection:
-        rows = connection.execute(sa.select(*(RawReading.__table__.c[c] for c in [*KEY, *VALUES]))).all()
+        rows = connection.execute(sa.select(*(READINGS.c[c] for c in [*KEY, *VALUES]))).all()
     return {tuple(row[:3]): tuple(row[3:]) for row in rows}
 
 
@@ -74,8 +95,8 @@ def test_frames_merge_by_keeping_the_larger_value_exactly(
     monkeypatch.setattr(upsert, "COPY_MIN_ROWS", copy_min_rows)
     first, second = _readings(1, 250), _readings(2, 250)
     with session_scope(context.session_factory) as session:
-        upsert_frame(session, RawReading, first, KEY, merge="max")
-        upsert_frame(session, RawReading, second, KEY, merge="max")  # same transaction, same table
+        upsert_frame(session, READINGS, first, KEY, merge="max")
+        upsert_frame(session, READINGS, second, KEY, merge="max")  # same transaction, same table
     _same(_stored(context), _expected(first, second))
 
 
@@ -160,10 +181,10 @@ def test_appended_readings_are_stored_exactly_as_upserted_ones(
     third = second.assign(energy_imported_wh=second["energy_imported_wh"] * 1.5)  # all stored
     for frame in (first, second, third):
         with session_scope(context.session_factory) as session:
-            upsert_frame(session, RawReading, frame, KEY, merge="max", appends=appends)
+            upsert_frame(session, READINGS, frame, KEY, merge="max", appends=appends)
     _same(_stored(context), _expected(first, second, third))
     if appends and context.engine.dialect.name == "postgresql":
-        assert outcomes == [("raw_readings", True), ("raw_readings", True)]
+        assert outcomes == [("upsert_probe", True), ("upsert_probe", True)]
     else:
         assert outcomes == []
 
@@ -230,7 +251,7 @@ def test_a_copy_meeting_a_stored_key_stores_nothing_and_leaves_the_transaction_u
     later = _readings(2, 100)
     with session_scope(context.session_factory) as session:
         assert pg_copy.copy_into(session, READINGS, later) is False
-        upsert_frame(session, RawReading, later, KEY, merge="max")
+        upsert_frame(session, READINGS, later, KEY, merge="max")
     _same(_stored(context), _expected(first, later))
 
 
@@ -242,12 +263,12 @@ def test_a_row_stored_meanwhile_by_another_transaction_sends_the_copy_back_to_th
     outcomes = _copy_outcomes(monkeypatch)
     stored = _readings(1, 250)
     with session_scope(context.session_factory) as session:
-        upsert_frame(session, RawReading, stored, KEY, merge="max")
+        upsert_frame(session, READINGS, stored, KEY, merge="max")
     incoming = _readings(2, 250).assign(ts=lambda f: f["ts"] + 40 * 900)  # entirely past the stored
     meanwhile = incoming.iloc[[len(incoming) // 2]].assign(energy_imported_wh=7e6, voltage_v=1.0)
     other = context.engine.connect()
     other.begin()
-    other.execute(sa.insert(RawReading), frame_records(meanwhile))  # not committed yet
+    other.execute(sa.insert(READINGS), frame_records(meanwhile))  # not committed yet
     backend: list[int] = []
     errors: list[BaseException] = []
 
@@ -256,7 +277,7 @@ def test_a_row_stored_meanwhile_by_another_transaction_sends_the_copy_back_to_th
             with session_scope(context.session_factory) as session:
                 connection: Any = session.connection().connection.dbapi_connection
                 backend.append(connection.get_backend_pid())
-                upsert_frame(session, RawReading, incoming, KEY, merge="max", appends=True)
+                upsert_frame(session, READINGS, incoming, KEY, merge="max", appends=True)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -279,5 +300,5 @@ def test_a_row_stored_meanwhile_by_another_transaction_sends_the_copy_back_to_th
     finally:
         other.close()
     assert not thread.is_alive() and not errors, errors
-    assert outcomes == [("raw_readings", False)]
+    assert outcomes == [("upsert_probe", False)]
     _same(_stored(context), _expected(stored, meanwhile, incoming))

@@ -1,0 +1,46 @@
+"""Read a household's statistics at any granularity, as the API would: stored days and coarser
+periods from their table, quarter hours and hours computed from the stored readings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.query.series import COMPUTED_GRANULARITIES
+from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.tables import Household, ReadingDay, StatisticsPeriod
+from statistics_manager_service.tariff_loading import updater_for
+
+ENGINE_GRANULARITY = {"15_mins": None, "hourly": "hour"}
+
+
+def statistics_rows(context: ServiceContext, granularity: str, columns: list[str]) -> pd.DataFrame:
+    """Every household's periods at `granularity`: user_id, period_start and `columns`."""
+    with session_scope(context.session_factory) as session:
+        if granularity in COMPUTED_GRANULARITIES:
+            users = list(session.scalars(sa.select(Household.user_id).order_by(Household.user_id)))
+            frame = updater_for(context).bucket_statistics(
+                session,
+                users,
+                0,
+                2**62,
+                ENGINE_GRANULARITY[granularity],  # type: ignore[arg-type]
+            )
+            return frame[["user_id", "period_start", *columns]].reset_index(drop=True)
+        table = StatisticsPeriod.__table__
+        statement = (
+            sa.select(table.c.user_id, table.c.period_start, *(table.c[name] for name in columns))
+            .where(table.c.granularity == granularity)
+            .order_by(table.c.user_id, table.c.period_start)
+        )
+        return pd.DataFrame(session.execute(statement).all(), columns=["user_id", "period_start", *columns])
+
+
+def stored_reading_count(context: ServiceContext, **where: object) -> int:
+    """Count the stored readings (of the day rows matching `where`)."""
+    with context.engine.connect() as connection:
+        statement = sa.select(sa.func.coalesce(sa.func.sum(ReadingDay.reading_count), 0))
+        for name, value in where.items():
+            statement = statement.where(getattr(ReadingDay, name) == value)
+        return int(connection.execute(statement).scalar_one())
