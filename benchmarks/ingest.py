@@ -472,10 +472,12 @@ def end_to_end(
         )
         if readings != fleet.readings:
             raise RuntimeError(f"reading_days holds {readings} readings, not {fleet.readings}")
-        stored_bytes = scalar(
-            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')"
+        stored_bytes = int(
+            scalar(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')"
+            )
         )
         days, kwh = expected_days(fleet)
         with engine.connect() as connection:

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from statistics_manager_service.aggregation.tariff_book import TariffBook, load_tariff_book
 from statistics_manager_service.aggregation.tariffs import book_fingerprint, first_changed_date
+from statistics_manager_service.recompute import StatisticsUpdater
 from statistics_manager_service.storage.engine import session_scope
-from statistics_manager_service.storage.recompute import StatisticsUpdater
 from statistics_manager_service.storage.tables import Household, ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 

@@ -4,12 +4,18 @@ No I/O: functions take and return DataFrames (the tariff loader alone reads a fi
 """
 
 from statistics_manager_service.aggregation.buckets import BUCKET_COLUMNS, compute_buckets, coverage
-from statistics_manager_service.aggregation.localtime import format_local_iso
-from statistics_manager_service.aggregation.rollup import (
+from statistics_manager_service.aggregation.granularity import (
+    BUCKET_SECONDS,
     GRANULARITIES,
+    LEVEL,
+    LEVELS,
     ROLLUP_SOURCE,
     Granularity,
-    affected_periods,
+    Level,
+)
+from statistics_manager_service.aggregation.localtime import format_local_iso
+from statistics_manager_service.aggregation.rollup import (
+    covering_periods,
     period_bounds,
     period_starts,
     rollup,
@@ -27,16 +33,20 @@ from statistics_manager_service.aggregation.windows import context_bounds, late_
 
 __all__ = [
     "BUCKET_COLUMNS",
+    "BUCKET_SECONDS",
     "GRANULARITIES",
+    "LEVEL",
+    "LEVELS",
     "PRICE_COLUMNS",
     "ROLLUP_SOURCE",
     "Granularity",
+    "Level",
     "TariffBook",
-    "affected_periods",
     "book_fingerprint",
     "compute_buckets",
     "context_bounds",
     "coverage",
+    "covering_periods",
     "first_changed_date",
     "format_local_iso",
     "late_data_window",

@@ -14,8 +14,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ObjectArray = npt.NDArray[np.object_]
 
-BUCKET_SECONDS = 900
-
 # A composite key packs (group code, seconds since an origin) into one int64 so that one
 # sort / searchsorted handles every user at once; 40 bits of seconds span ~34,800 years.
 _TIME_BITS = 40

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import (
-    BUCKET_SECONDS,
     BoolArray,
     FloatArray,
     IntArray,
     floor_to,
     segmented_reduce,
 )
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.power import power_at, power_samples
 from statistics_manager_service.aggregation.readings import PreparedReadings, Track, prepare_readings
 from statistics_manager_service.aggregation.registers import (

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, label_groups
+from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY
 
-SECONDS_PER_DAY = 86_400
 # 1970-01-01 was a Thursday: shifting by 3 makes Monday weekday 0, as ISO weeks want.
 _EPOCH_WEEKDAY = 3
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Literal, overload
+from collections.abc import Mapping
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -17,27 +17,20 @@ from statistics_manager_service.aggregation.arrays import (
     factorize_labels,
     floor_to,
     run_starts,
-    split_keys,
 )
 from statistics_manager_service.aggregation.buckets import BUCKET_COLUMNS
-from statistics_manager_service.aggregation.localtime import (
+from statistics_manager_service.aggregation.granularity import (
+    GRANULARITIES,
     SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    Granularity,
+)
+from statistics_manager_service.aggregation.localtime import (
     localize_wall_seconds,
     wall_seconds,
     weekday,
     zone_groups,
 )
-
-Granularity = Literal["hour", "day", "week", "month", "year"]
-GRANULARITIES: tuple[Granularity, ...] = ("hour", "day", "week", "month", "year")
-# The level each granularity is best recomputed from: every child period nests in one parent.
-ROLLUP_SOURCE: Mapping[Granularity, str] = {
-    "hour": "bucket",
-    "day": "hour",
-    "week": "day",
-    "month": "day",
-    "year": "month",
-}
 
 _SUMMED = (
     "energy_imported_kwh",
@@ -88,7 +81,7 @@ def _zone_period_starts(instants_s: IntArray, tz: str, granularity: Granularity)
     wall = wall_seconds(instants_s, tz)
     if granularity == "hour":
         # Using the instant's own offset keeps the two 01:00 hours of a DST-end day apart.
-        return floor_to(wall, 3600) - (wall - instants_s)
+        return floor_to(wall, SECONDS_PER_HOUR) - (wall - instants_s)
     start_days = _start_days(wall // SECONDS_PER_DAY, granularity)
     unique_days, inverse = np.unique(start_days, return_inverse=True)
     return localize_wall_seconds(unique_days * SECONDS_PER_DAY, tz)[inverse]
@@ -117,7 +110,7 @@ def period_bounds(
     instants = np.atleast_1d(np.asarray(period_start_s, dtype=np.int64))
     if granularity == "hour":
         start = _zone_period_starts(instants, tz, granularity)
-        end = start + 3600
+        end = start + SECONDS_PER_HOUR
     else:
         start_days = _start_days(wall_seconds(instants, tz) // SECONDS_PER_DAY, granularity)
         start = localize_wall_seconds(start_days * SECONDS_PER_DAY, tz)
@@ -222,25 +215,17 @@ def _weighted_mean(
         return np.where(total > 0, weighted / total, np.nan)
 
 
-def affected_periods(
-    changed: pd.DataFrame,
-    timezones: pd.Series | Mapping[str, str],
-    granularities: Iterable[Granularity] = GRANULARITIES,
-) -> dict[Granularity, pd.DataFrame]:
-    """Return, per granularity, the distinct (user_id, period_start) touched by changed buckets."""
-    if changed.empty:
-        empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "period_start": pd.Series(dtype=np.int64)})
-        return {granularity: empty.copy() for granularity in granularities}
-    codes, users = factorize_labels(changed["user_id"])
-    starts = changed["bucket_start"].to_numpy(dtype=np.int64)
-    zones = zones_for_users(users, timezones)[codes]
-    out: dict[Granularity, pd.DataFrame] = {}
-    for granularity in granularities:
-        periods = period_starts(starts, zones, granularity)
-        origin_s = int(periods.min())
-        key_codes, period_start = split_keys(np.unique(composite_keys(codes, periods, origin_s)), origin_s)
-        out[granularity] = pd.DataFrame({"user_id": users[key_codes], "period_start": period_start})
-    return out
+def covering_periods(windows: pd.DataFrame, timezones: pd.Series, granularity: Granularity) -> pd.DataFrame:
+    """Return, per (user_id, start_s, end_s) window, the [start_s, end_s) of the local periods that
+    overlap it: from the start of the period holding its start to the end of the one holding its
+    last instant."""
+    zones = zones_for_users(windows["user_id"].to_numpy(dtype=object), timezones)
+    starts = period_starts(windows["start_s"].to_numpy(dtype=np.int64), zones, granularity)
+    last_starts = period_starts(windows["end_s"].to_numpy(dtype=np.int64) - 1, zones, granularity)
+    ends = np.empty_like(last_starts)
+    for zone, positions in zone_groups(zones):
+        _, ends[positions] = period_bounds(last_starts[positions], zone, granularity)
+    return pd.DataFrame({"user_id": windows["user_id"].to_numpy(), "start_s": starts, "end_s": ends})
 
 
 def _check_granularity(granularity: str) -> None:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray
-from statistics_manager_service.aggregation.localtime import SECONDS_PER_DAY, weekday
+from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY
+from statistics_manager_service.aggregation.localtime import weekday
 
 MINUTES_PER_DAY = 1440
 DEFAULT_SEASON = "all-year"

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import (
-    BUCKET_SECONDS,
     FloatArray,
     IntArray,
     ObjectArray,
@@ -19,6 +18,7 @@ from statistics_manager_service.aggregation.arrays import (
     label_groups,
 )
 from statistics_manager_service.aggregation.co2 import carbon_intensity_g_per_kwh, co2_columns
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.localtime import day_starts_s, local_days_and_minutes
 from statistics_manager_service.aggregation.schedules import period_codes, tariff_periods
 from statistics_manager_service.aggregation.steps import step_values

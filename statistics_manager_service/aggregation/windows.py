@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from statistics_manager_service.aggregation.arrays import BUCKET_SECONDS, IntArray, floor_to
+from statistics_manager_service.aggregation.arrays import IntArray, floor_to
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 
 
 def late_data_window(

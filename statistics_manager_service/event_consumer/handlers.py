@@ -12,6 +12,7 @@ import pandas as pd
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.granularity import STORED_LEVEL
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import (
     ForecastUnavailable,
@@ -22,10 +23,10 @@ from statistics_manager_service.event_consumer.curves import (
 from statistics_manager_service.event_consumer.envelope import PoisonMessage
 from statistics_manager_service.event_producers.outbox import add_event
 from statistics_manager_service.models import events as schemas
+from statistics_manager_service.recompute import Recomputed, StatisticsUpdater
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.curves import upsert_curve
 from statistics_manager_service.storage.periods import delete_periods
-from statistics_manager_service.storage.recompute import Recomputed, StatisticsUpdater
 from statistics_manager_service.storage.signals import upsert_intensity, upsert_prices
 from statistics_manager_service.storage.tables import Household
 from statistics_manager_service.storage.windows import rows_of
@@ -120,9 +121,8 @@ def handle_account(session: Session, payload: dict[str, Any], services: Services
     after = (household.tariff_type, household.contracted_power_kva, household.zone, household.timezone)
     if before is not None and before != after and household.first_reading_ts is not None:
         if before[3] != after[3]:
-            # Local periods move with the time zone: drop every stored period before rebuilding.
-            for granularity in ("daily", "weekly", "monthly", "yearly"):
-                delete_periods(session, [user_id], granularity, 0, 2**62)
+            # Local days move with the time zone: drop them before rebuilding.
+            delete_periods(session, [user_id], STORED_LEVEL.name, 0, 2**62)
         recomputed = services.updater.rebuild(session, [user_id], cause="account")
         announce_updates(session, recomputed, "account")
 

@@ -14,9 +14,9 @@ from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.rollup import period_starts
 from statistics_manager_service.query.params import SeriesRequest
 from statistics_manager_service.query.series import METRICS, aligned_starts, load_series
+from statistics_manager_service.recompute import StatisticsUpdater
 from statistics_manager_service.storage.curves import load_curves
 from statistics_manager_service.storage.households import load_households
-from statistics_manager_service.storage.recompute import StatisticsUpdater
 from statistics_manager_service.storage.signals import load_intensity_with_updates
 
 # The time zone of a grid zone's calendar day, for zones this service knows.

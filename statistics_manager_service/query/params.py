@@ -6,18 +6,9 @@ import dataclasses
 import datetime as dt
 import re
 
-from statistics_manager_service.aggregation.rollup import Granularity
+from statistics_manager_service.aggregation.granularity import LEVEL, Granularity, Level
 from statistics_manager_service.exception_handling_utils.errors import BadRequest
 
-# group_by value -> (stored granularity, engine granularity or None for 15 minutes, nominal seconds)
-GROUPS: dict[str, tuple[str, Granularity | None, int]] = {
-    "15_mins": ("15_mins", None, 900),
-    "hourly": ("hourly", "hour", 3600),
-    "daily": ("daily", "day", 86_400),
-    "weekly": ("weekly", "week", 7 * 86_400),
-    "monthly": ("monthly", "month", 28 * 86_400),
-    "yearly": ("yearly", "year", 365 * 86_400),
-}
 MAX_BUCKETS = 100_000
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -57,14 +48,14 @@ class SeriesRequest:
     include_quality: bool = False
 
     @property
-    def granularity(self) -> str:
-        """Return the stored granularity name."""
-        return GROUPS[self.group_by][0]
+    def level(self) -> Level:
+        """Return the granularity asked for."""
+        return LEVEL[self.group_by]
 
     @property
     def engine_granularity(self) -> Granularity | None:
         """Return the engine's granularity name (None for 15-minute buckets)."""
-        return GROUPS[self.group_by][1]
+        return self.level.engine
 
 
 def series_request(
@@ -80,14 +71,14 @@ def series_request(
     unique_ids = tuple(dict.fromkeys(i.strip() for i in ids if i.strip()))
     if not unique_ids:
         raise BadRequest("user_ids must name at least one user")
-    if group_by not in GROUPS:
-        raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}")
+    if group_by not in LEVEL:
+        raise BadRequest(f"group_by must be one of {', '.join(LEVEL)}")
     start = parse_instant(start_date, "start_date")
     end = parse_instant(end_date, "end_date") if end_date else (now or dt.datetime.now(dt.UTC))
     if start >= end:
         raise BadRequest("start_date must be before end_date")
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
-    nominal_s = GROUPS[group_by][2]
+    nominal_s = LEVEL[group_by].nominal_s
     estimate = len(unique_ids) * (-(-(end_s - start_s) // nominal_s) + 1)
     if estimate > MAX_BUCKETS:
         raise BadRequest(

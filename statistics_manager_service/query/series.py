@@ -14,12 +14,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.rollup import Granularity, period_starts
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.query.params import SeriesRequest
+from statistics_manager_service.recompute import StatisticsUpdater
 from statistics_manager_service.storage.households import load_households
-from statistics_manager_service.storage.recompute import StatisticsUpdater
 from statistics_manager_service.storage.tables import Household, StatisticsPeriod
 
 
@@ -61,16 +62,6 @@ METRICS: dict[str, Metric] = {
 }
 QUALITY_COLUMNS = ("span_seconds", "covered_seconds", "reading_count", "reset_detected", "updated_at")
 DECIMALS = 6
-# Longer than any local bucket of each granularity (DST days, leap years, odd historical offsets):
-# a bucket overlapping the range starts after `start - longest`, so one range read finds it.
-LONGEST_BUCKET_S: dict[Granularity | None, int] = {
-    None: 900,
-    "hour": 2 * 3600,
-    "day": 2 * 86_400,
-    "week": 8 * 86_400,
-    "month": 32 * 86_400,
-    "year": 367 * 86_400,
-}
 # Formatted local timestamps per zone, shared by every request of this process: at most
 # _LOCAL_ISO_ZONES x _LOCAL_ISO_LIMIT texts (a year of 15-minute buckets is 35,040 of them).
 _LOCAL_ISO_LIMIT = 100_000
@@ -107,7 +98,7 @@ def _aligned_start(start_s: int, zone: str, granularity: Granularity) -> int:
 def aligned_starts(start_s: int, zones: dict[str, str], granularity: Granularity | None) -> dict[str, int]:
     """Return, per user, the start of the local bucket containing `start_s` (buckets overlap the range)."""
     if granularity is None:
-        return dict.fromkeys(zones, start_s // 900 * 900)
+        return dict.fromkeys(zones, start_s // BUCKET_SECONDS * BUCKET_SECONDS)
     return {user_id: _aligned_start(start_s, zone, granularity) for user_id, zone in zones.items()}
 
 
@@ -153,27 +144,26 @@ def _series_statement(columns: tuple[str, ...]) -> sa.Select[Any]:
     )
 
 
-COMPUTED_GRANULARITIES = ("15_mins", "hourly")
-
-
 def load_series(
     session: Session, request: SeriesRequest, metric: Metric, statistics: StatisticsUpdater
 ) -> list[UserSeries]:
     """Return one series per requested household, in request order; 404 for the first unknown user.
 
-    Stored periods (days and coarser): one indexed read gives each household's time zone and
-    every period that may overlap the range; periods before the household's local bucket holding
-    the start are then dropped. Quarter hours and hours are computed from the stored readings.
+    Stored periods (days): one indexed read gives each household's time zone and every period that
+    may overlap the range; periods before the household's local bucket holding the start are then
+    dropped. Other levels are computed from the stored readings (quarter hours, hours) or days
+    (weeks, months, years) of the range, also with one indexed read.
     """
     columns = [metric.column, *(column for _, column in metric.extras)]
     if request.include_quality:
         columns += [c for c in QUALITY_COLUMNS if c not in columns]
     columns = list(dict.fromkeys(columns))
-    low_s = request.start_s - LONGEST_BUCKET_S[request.engine_granularity]
-    if request.granularity in COMPUTED_GRANULARITIES:
-        table = _computed_table(session, request, columns, statistics, low_s)
-    else:
+    # A bucket overlapping the range starts after `start - longest`, so one range read finds it.
+    low_s = request.start_s - request.level.longest_s
+    if request.level.stored:
         table = _stored_table(session, request, columns, low_s)
+    else:
+        table = _computed_table(session, request, columns, statistics, low_s)
     # Rows arrive grouped by household (ORDER BY user_id): find where each household's run starts.
     user_column = table["user_id"]
     firsts = [i for i in range(len(user_column)) if i == 0 or user_column[i] != user_column[i - 1]]
@@ -215,7 +205,7 @@ def _stored_table(
             _series_statement(tuple(columns)),
             {
                 "user_ids": sorted(request.user_ids),
-                "granularity": request.granularity,
+                "granularity": request.level.name,
                 "low_s": low_s,
                 "end_s": request.end_s,
             },
@@ -229,7 +219,7 @@ def _stored_table(
 def _computed_table(
     session: Session, request: SeriesRequest, columns: list[str], statistics: StatisticsUpdater, low_s: int
 ) -> dict[str, Sequence[Any]]:
-    """`_stored_table` for quarter hours and hours, computed from the stored readings."""
+    """`_stored_table` for the levels that are not stored, computed when asked for."""
     households = (
         session.connection()
         .execute(
@@ -239,8 +229,8 @@ def _computed_table(
         )
         .all()
     )
-    periods = statistics.bucket_statistics(
-        session, [user_id for user_id, _ in households], low_s, request.end_s, request.engine_granularity
+    periods = statistics.period_statistics(
+        session, [user_id for user_id, _ in households], low_s, request.end_s, request.level
     )
     by_user: dict[str, dict[str, list[Any]]] = {}
     if not periods.empty:

@@ -1,4 +1,4 @@
-"""Stored statistics per household and bucket (15 minutes up to a local year)."""
+"""Stored statistics per household and local day."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from statistics_manager_service.storage.upsert import upsert_frame
 from statistics_manager_service.storage.windows import read_windows
 
 PERIOD_KEY = ["user_id", "granularity", "period_start"]
-APPENDING_GRANULARITIES = ("15_mins", "hourly")
 PERIOD_VALUE_COLUMNS = [
     column.name
     for column in StatisticsPeriod.__table__.columns
@@ -36,10 +35,8 @@ def upsert_periods(session: Session, granularity: str, periods: pd.DataFrame) ->
     frame["period_start"] = frame["period_start"].astype("int64")
     frame["reset_detected"] = frame["reset_detected"].astype(bool)
     frame["updated_at"] = int(time.time())
-    # Live readings add 15-minute and hourly rows past the stored ones; the coarser levels mostly
-    # rewrite their newest period, where the lookup of the newest stored row would be wasted.
-    appends = granularity in APPENDING_GRANULARITIES
-    upsert_frame(session, StatisticsPeriod, frame, PERIOD_KEY, appends=appends)
+    # Batches of whole days mostly add days past the stored ones: those are COPied straight in.
+    upsert_frame(session, StatisticsPeriod, frame, PERIOD_KEY, appends=True)
     return len(frame)
 
 
@@ -71,9 +68,16 @@ def load_periods(
     return frame
 
 
-def load_period_windows(session: Session, windows: pd.DataFrame, granularity: str) -> pd.DataFrame:
+def load_period_windows(
+    session: Session, windows: pd.DataFrame, granularity: str, with_update_times: bool = False
+) -> pd.DataFrame:
     """Load the periods at `granularity` starting inside each (user_id, start_s, end_s) window."""
-    columns = ["user_id", "period_start", *PERIOD_VALUE_COLUMNS]
+    columns = [
+        "user_id",
+        "period_start",
+        *PERIOD_VALUE_COLUMNS,
+        *(["updated_at"] if with_update_times else []),
+    ]
     frame = read_windows(
         session,
         StatisticsPeriod.__table__,
@@ -91,7 +95,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
-        if name == "period_start":
+        if name in ("period_start", "updated_at"):
             columns[name] = series.astype("int64")
         elif name == "reset_detected":
             columns[name] = series.astype(bool)
@@ -101,70 +105,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             columns[name] = series
     # Built at once: setting 20-odd columns one by one costs more than the conversions.
     return pd.DataFrame(columns, index=frame.index)
-
-
-def _stored_form(periods: pd.DataFrame) -> pd.DataFrame | None:
-    """Periods as `load_period_windows` reads them back once upserted; None without every column."""
-    frame = periods.rename(columns={"bucket_start": "period_start"})
-    if not {"user_id", "period_start", *PERIOD_VALUE_COLUMNS} <= set(frame.columns):
-        return None
-    frame = frame[["user_id", "period_start", *PERIOD_VALUE_COLUMNS]].copy()
-    return _typed(frame)
-
-
-def _outside(windows: pd.DataFrame, holes: pd.DataFrame) -> pd.DataFrame:
-    """The parts of each user's window before and after that user's hole (holes: one per user)."""
-    merged = windows[["user_id", "start_s", "end_s"]].merge(
-        holes[["user_id", "start_s", "end_s"]], on="user_id", how="left", suffixes=("", "_hole")
-    )
-    start, end = merged["start_s"].to_numpy(np.int64), merged["end_s"].to_numpy(np.int64)
-    has_hole = merged["start_s_hole"].notna().to_numpy()
-    hole_start = merged["start_s_hole"].fillna(0).to_numpy(np.int64)
-    hole_end = merged["end_s_hole"].fillna(0).to_numpy(np.int64)
-    before = pd.DataFrame(
-        {
-            "user_id": merged["user_id"],
-            "start_s": start,
-            "end_s": np.where(has_hole, np.minimum(end, hole_start), end),
-        }
-    )
-    after = pd.DataFrame(
-        {
-            "user_id": merged["user_id"],
-            "start_s": np.where(has_hole, np.maximum(start, hole_end), end),
-            "end_s": end,
-        }
-    )
-    parts = pd.concat([before, after], ignore_index=True)
-    return parts[parts["end_s"] > parts["start_s"]].reset_index(drop=True)
-
-
-def load_period_windows_reusing(
-    session: Session,
-    windows: pd.DataFrame,
-    granularity: str,
-    written_windows: pd.DataFrame,
-    written: pd.DataFrame,
-) -> pd.DataFrame:
-    """`load_period_windows`, but the rows inside `written_windows` are taken from `written`.
-
-    `written` must be every row the caller's transaction has just upserted at `granularity` inside
-    `written_windows` (one window per user), so that the database holds no other row there: the
-    rows are not read back, only those around them.
-    """
-    rows = _stored_form(written)
-    if rows is None or written_windows["user_id"].duplicated().any():
-        return load_period_windows(session, windows, granularity)
-    bounds = rows.merge(windows[["user_id", "start_s", "end_s"]], on="user_id", how="inner")
-    inside = (bounds["period_start"] >= bounds["start_s"]) & (bounds["period_start"] < bounds["end_s"])
-    rows = bounds.loc[inside, list(rows.columns)]
-    around = _outside(windows, written_windows)
-    if around.empty:
-        return rows.reset_index(drop=True)
-    stored = load_period_windows(session, around, granularity)
-    if stored.empty:
-        return rows.reset_index(drop=True)
-    return pd.concat([stored, rows], ignore_index=True)
 
 
 def delete_periods(

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from statistics_manager_service.aggregation import (
     Granularity,
-    affected_periods,
     compute_buckets,
+    covering_periods,
     format_local_iso,
     period_bounds,
     rollup,
@@ -134,15 +134,27 @@ def test_rollup_falls_back_to_energy_over_span_without_power() -> None:
     assert rollup(rows, {"u": "UTC"}, "hour")["power_imported_mean_w"].tolist() == pytest.approx([1500.0])
 
 
-def test_affected_periods_per_granularity() -> None:
-    changed = pd.DataFrame(
-        {"user_id": ["a", "a", "b"], "bucket_start": [utc("2026-03-29T10:00Z"), utc("2026-03-29T10:15Z"), 0]}
+def test_covering_periods_reach_from_the_period_of_the_start_to_the_end_of_the_last() -> None:
+    windows = pd.DataFrame(
+        {
+            "user_id": ["a", "b"],
+            "start_s": [utc("2026-03-28T23:15Z"), utc("2026-03-29T10:00Z")],
+            "end_s": [utc("2026-03-29T10:15Z"), utc("2026-03-29T10:15Z") + 1],
+        }
     )
-    periods = affected_periods(changed, {"a": "Europe/Lisbon", "b": "UTC"})
-    day = periods["day"].sort_values("user_id")
-    assert day.values.tolist() == [["a", utc("2026-03-29T00:00Z")], ["b", 0]]
-    assert periods["hour"]["period_start"].tolist() == [utc("2026-03-29T10:00Z"), 0]
-    assert periods["week"].set_index("user_id").loc["a", "period_start"] == utc("2026-03-23T00:00Z")
+    zones = pd.Series({"a": "Europe/Lisbon", "b": "UTC"})
+    days = covering_periods(windows, zones, "day")
+    # Lisbon's spring DST day has 23 hours; the window's end is exclusive, its last instant counts.
+    assert days.values.tolist() == [
+        ["a", utc("2026-03-28T00:00Z"), utc("2026-03-29T23:00Z")],
+        ["b", utc("2026-03-29T00:00Z"), utc("2026-03-30T00:00Z")],
+    ]
+    hours = covering_periods(windows, zones, "hour")
+    assert hours["start_s"].tolist() == [utc("2026-03-28T23:00Z"), utc("2026-03-29T10:00Z")]
+    assert hours["end_s"].tolist() == [utc("2026-03-29T11:00Z"), utc("2026-03-29T11:00Z")]
+    weeks = covering_periods(windows, zones, "week")
+    assert weeks.loc[0, "start_s"] == utc("2026-03-23T00:00Z")  # Monday, still winter time
+    assert weeks.loc[0, "end_s"] == utc("2026-03-29T23:00Z")  # next Monday 00:00 in summer time
 
 
 def test_format_local_iso_uses_each_rows_zone() -> None:

@@ -56,11 +56,13 @@ def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tu
 
 def _previous_revision_copy(built: ServiceContext, url: str) -> None:
     """Write what the previous revision held for the same events: every row of the built database,
-    readings a row each, and its stored quarter hours and hours."""
+    readings a row each, and its stored quarter hours, hours, weeks, months and years."""
     engine = make_engine(url)
     migrate.upgrade(engine, "0002")
-    quarter_hours = statistics_rows(built, "15_mins", ["energy_imported_kwh", "consumption_kwh"])
-    hours = statistics_rows(built, "hourly", ["energy_imported_kwh", "consumption_kwh"])
+    levels = {
+        level: statistics_rows(built, level, ["energy_imported_kwh", "consumption_kwh"])
+        for level in ("15_mins", "hourly", "weekly", "monthly", "yearly")
+    }
     with built.engine.connect() as source, engine.begin() as target:
         for table in Base.metadata.sorted_tables:
             if table.name == ReadingDay.__tablename__:
@@ -73,7 +75,7 @@ def _previous_revision_copy(built: ServiceContext, url: str) -> None:
         records = readings.astype(object).where(readings.notna(), None).to_dict("records")
         target.execute(sa.insert(PREVIOUS_RAW_READINGS), [{str(k): v for k, v in r.items()} for r in records])
         periods = Base.metadata.tables["statistics_periods"]
-        for granularity, frame in (("15_mins", quarter_hours), ("hourly", hours)):
+        for granularity, frame in levels.items():
             target.execute(
                 periods.insert(),
                 [
@@ -156,7 +158,7 @@ def test_an_upgraded_database_answers_exactly_as_one_built_on_the_new_revision(
         granularities = set(
             connection.execute(sa.text("SELECT DISTINCT granularity FROM statistics_periods")).scalars()
         )
-    assert granularities == {"daily", "weekly", "monthly", "yearly"}
+    assert granularities == {"daily"}
     with built.engine.connect() as left, upgraded.engine.connect() as right:
         columns = [c for c in DAY_COLUMNS if c != "updated_at"]
         statement = sa.select(*(ReadingDay.__table__.c[c] for c in columns)).order_by(

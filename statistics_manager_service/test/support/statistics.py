@@ -1,32 +1,24 @@
-"""Read a household's statistics at any granularity, as the API would: stored days and coarser
-periods from their table, quarter hours and hours computed from the stored readings."""
+"""Read households' statistics at any granularity, as the API would: stored days from their table,
+the other levels computed from the stored readings or days."""
 
 from __future__ import annotations
 
 import pandas as pd
 import sqlalchemy as sa
 
+from statistics_manager_service.aggregation.granularity import LEVEL
 from statistics_manager_service.app import ServiceContext
-from statistics_manager_service.query.series import COMPUTED_GRANULARITIES
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import Household, ReadingDay, StatisticsPeriod
 from statistics_manager_service.tariff_loading import updater_for
-
-ENGINE_GRANULARITY = {"15_mins": None, "hourly": "hour"}
 
 
 def statistics_rows(context: ServiceContext, granularity: str, columns: list[str]) -> pd.DataFrame:
     """Every household's periods at `granularity`: user_id, period_start and `columns`."""
     with session_scope(context.session_factory) as session:
-        if granularity in COMPUTED_GRANULARITIES:
+        if not LEVEL[granularity].stored:
             users = list(session.scalars(sa.select(Household.user_id).order_by(Household.user_id)))
-            frame = updater_for(context).bucket_statistics(
-                session,
-                users,
-                0,
-                2**62,
-                ENGINE_GRANULARITY[granularity],  # type: ignore[arg-type]
-            )
+            frame = updater_for(context).period_statistics(session, users, 0, 2**62, LEVEL[granularity])
             return frame[["user_id", "period_start", *columns]].reset_index(drop=True)
         table = StatisticsPeriod.__table__
         statement = (

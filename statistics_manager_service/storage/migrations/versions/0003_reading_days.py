@@ -1,15 +1,15 @@
-"""readings as day rows of packed arrays; quarter hours and hours computed on demand
+"""readings as day rows of packed arrays; only days stored as statistics
 
 Moves `raw_readings` (a row per reading) into `reading_days` (a row per household, source and
-UTC day), household by household in batches of bounded size, and drops the 15-minute and hourly
-rows of `statistics_periods`: they are computed from the readings when asked for. Daily and
-coarser rows are kept as they are. The whole upgrade is one transaction: an interrupted upgrade
+UTC day), household by household in batches of bounded size, and drops every row of
+`statistics_periods` but the daily ones: quarter hours and hours are computed from the readings,
+weeks, months and years from the days, when asked for. Daily rows are kept as they are. The whole upgrade is one transaction: an interrupted upgrade
 leaves the previous revision intact and is run again from the start. On PostgreSQL the packed
 columns use lz4 TOAST compression where the server has it, and changes to `reading_days` are
 announced like those of the tables of 0002.
 
-Downgrade restores `raw_readings` from the day rows; the 15-minute and hourly statistics of the
-previous revision are then rebuilt by its own code (`rebuild`), not by the downgrade.
+Downgrade restores `raw_readings` from the day rows; the other levels of the previous revision
+are then rebuilt by its own code (`rebuild`), not by the downgrade.
 
 Revision ID: 0003
 Revises: 0002
@@ -88,7 +88,7 @@ def upgrade() -> None:
         readings = readings.astype(dict.fromkeys(READING_COLUMNS[3:], "float64") | {"ts": "int64"})
         rows = encode_days(merge_duplicates(readings), updated_at=_now(connection))
         connection.execute(sa.insert(days), [dict(zip(DAY_COLUMNS, row, strict=True)) for row in rows])
-    op.execute("DELETE FROM statistics_periods WHERE granularity IN ('15_mins', 'hourly')")
+    op.execute("DELETE FROM statistics_periods WHERE granularity <> 'daily'")
     op.drop_table("raw_readings")
     if postgres:
         for suffix, event, transition in ROW_EVENTS:

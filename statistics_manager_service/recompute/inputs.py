@@ -1,0 +1,151 @@
+"""What the engine needs to compute a household's buckets, loaded from storage: contracts, readings
+with their context, prices and intensities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.aggregation.buckets import compute_buckets
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
+from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets
+from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
+from statistics_manager_service.storage.readings import day_of, load_reading_windows, neighbour_times
+from statistics_manager_service.storage.signals import load_intensity, load_prices
+from statistics_manager_service.storage.tables import Household
+
+DEFAULT_CONTRACTED_KVA = 6.9
+# Readings loaded before a window's start and after its end (as whole day rows); a longer gap
+# costs one more lookup.
+CONTEXT_S = 3 * 3600
+WINDOW_COLUMNS = ("user_id", "start_s", "end_s")
+
+
+def empty_windows() -> pd.DataFrame:
+    """Return a frame of (user_id, start_s, end_s) windows with no rows."""
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype=object),
+            "start_s": pd.Series(dtype="int64"),
+            "end_s": pd.Series(dtype="int64"),
+        }
+    )
+
+
+def household_frame(households: dict[str, Household], default_timezone: str) -> pd.DataFrame:
+    """The households' contracts as the engine takes them (HOUSEHOLD_COLUMNS)."""
+    rows = [
+        (h.user_id, h.timezone or default_timezone, h.tariff_type, h.contracted_power_kva, h.zone)
+        for h in households.values()
+    ]
+    frame = pd.DataFrame(rows, columns=HOUSEHOLD_COLUMNS)
+    # Until the account manager says otherwise, a household has the most common contract.
+    frame["contracted_power_kva"] = (
+        frame["contracted_power_kva"].astype("float64").fillna(DEFAULT_CONTRACTED_KVA)
+    )
+    return frame
+
+
+def reading_spans(households: dict[str, Household], user_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's first and last reading time (float seconds, NaN for a household without any)."""
+    first = user_ids.map({u: h.first_reading_ts for u, h in households.items()})
+    last = user_ids.map({u: h.last_reading_ts for u, h in households.items()})
+    return first.to_numpy(np.float64, na_value=np.nan), last.to_numpy(np.float64, na_value=np.nan)
+
+
+def clipped(households: dict[str, Household], windows: pd.DataFrame) -> pd.DataFrame:
+    """Clip (user_id, start_s, end_s) windows to the buckets of each household's reading span."""
+    known = windows[windows["user_id"].isin(list(households))]
+    first, last = reading_spans(households, known["user_id"])
+    spanned = ~np.isnan(first) & ~np.isnan(last)
+    if not spanned.any():
+        return empty_windows()
+    first_bucket = first[spanned].astype(np.int64) // BUCKET_SECONDS * BUCKET_SECONDS
+    last_bucket = last[spanned].astype(np.int64) // BUCKET_SECONDS * BUCKET_SECONDS
+    start = np.maximum(known["start_s"].to_numpy(dtype=np.int64)[spanned], first_bucket)
+    end = np.minimum(known["end_s"].to_numpy(dtype=np.int64)[spanned], last_bucket + BUCKET_SECONDS)
+    frame = pd.DataFrame({"user_id": known["user_id"].to_numpy()[spanned], "start_s": start, "end_s": end})
+    return frame[frame["end_s"] > frame["start_s"]].reset_index(drop=True)
+
+
+def inside_windows(frame: pd.DataFrame, windows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Keep the rows whose `column` lies inside their user's [start_s, end_s) window."""
+    if frame.empty:
+        return frame
+    merged = frame.merge(windows[list(WINDOW_COLUMNS)], on="user_id", how="inner")
+    keep = (merged[column] >= merged["start_s"]) & (merged[column] < merged["end_s"])
+    return merged.loc[keep].drop(columns=["start_s", "end_s"]).reset_index(drop=True)
+
+
+def readings_with_context(
+    session: Session, households: dict[str, Household], windows: pd.DataFrame
+) -> pd.DataFrame:
+    """Load each window's readings of the household's statistics source, plus at least one reading
+    beyond each end where any exists: `compute_buckets` needs nothing else for the window.
+
+    Windows are one per household. Whole day rows around the window are read; when history goes
+    on beyond them, one statement per direction finds the nearest reading in another day row.
+    """
+    windows = windows.assign(source=windows["user_id"].map(lambda u: households[u].statistics_source))
+    windows = windows.reset_index(drop=True)
+    low = day_of(windows["start_s"].to_numpy(dtype=np.int64) - CONTEXT_S)
+    high = day_of(windows["end_s"].to_numpy(dtype=np.int64) + CONTEXT_S) + SECONDS_PER_DAY
+    loaded = load_reading_windows(session, windows.assign(start_s=low, end_s=high))
+    bounds = loaded.groupby("user_id")["ts"].agg(["min", "max"])
+    lowest = windows["user_id"].map(bounds["min"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    highest = windows["user_id"].map(bounds["max"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    first, last = reading_spans(households, windows["user_id"])
+    start_s = windows["start_s"].to_numpy(dtype=np.float64)
+    end_s = windows["end_s"].to_numpy(dtype=np.float64)
+    # A comparison with NaN (nothing loaded) is False: then the neighbour is looked up too.
+    want_before = (first < start_s) & ~(lowest <= start_s)
+    want_after = (last >= end_s) & ~(highest >= end_s)
+    extra: list[pd.DataFrame] = []
+    for wanted, before, day in ((want_before, True, low), (want_after, False, high - SECONDS_PER_DAY)):
+        if not wanted.any():
+            continue
+        keys = windows.loc[wanted, ["user_id", "source"]].assign(day=day[wanted])
+        found = pd.Series(neighbour_times(session, keys, before), index=keys.index, dtype="float64")
+        instants = found.dropna().astype("int64")
+        if not instants.empty:
+            extra.append(
+                keys.loc[instants.index, ["user_id", "source"]].assign(start_s=instants, end_s=instants + 1)
+            )
+    if extra:
+        loaded = pd.concat([loaded, load_reading_windows(session, pd.concat(extra, ignore_index=True))])
+    return loaded.reset_index(drop=True)
+
+
+def priced_buckets(
+    session: Session,
+    book: TariffBook,
+    households: pd.DataFrame,
+    windows: pd.DataFrame,
+    readings: pd.DataFrame,
+) -> pd.DataFrame:
+    """The 15-minute buckets inside the windows, computed from the readings and priced, with the
+    `updated_at` of the day row holding the reading at or before each bucket's start."""
+    buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
+    buckets = inside_windows(buckets, windows, "bucket_start")
+    start_s, end_s = int(windows["start_s"].min()), int(windows["end_s"].max())
+    zones = households["zone"].unique().tolist()
+    priced = price_buckets(
+        buckets,
+        households,
+        book,
+        load_prices(session, zones, start_s, end_s),
+        load_intensity(session, zones, start_s, end_s),
+    )
+    return _with_update_times(priced, readings)
+
+
+def _with_update_times(buckets: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
+    if buckets.empty:
+        return buckets.assign(updated_at=pd.Series(dtype="int64"))
+    stamps = readings[["user_id", "ts", "updated_at"]].sort_values("ts", kind="stable")
+    order = buckets[["user_id", "bucket_start"]].sort_values("bucket_start", kind="stable")
+    matched = pd.merge_asof(
+        order, stamps, left_on="bucket_start", right_on="ts", by="user_id", direction="backward"
+    ).set_index(order.index)["updated_at"]
+    return buckets.assign(updated_at=matched.reindex(buckets.index).fillna(0).astype("int64"))

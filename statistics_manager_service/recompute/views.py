@@ -1,0 +1,89 @@
+"""Statistics of the levels that are not stored, computed when asked for by the engine's own path:
+quarter hours and hours from the stored readings, weeks, months and years from the stored days."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.aggregation.granularity import STORED_LEVEL, Level
+from statistics_manager_service.aggregation.rollup import (
+    covering_periods,
+    period_starts,
+    rollup,
+    zones_for_users,
+)
+from statistics_manager_service.aggregation.tariffs import TariffBook
+from statistics_manager_service.recompute.inputs import (
+    clipped,
+    household_frame,
+    inside_windows,
+    priced_buckets,
+    readings_with_context,
+)
+from statistics_manager_service.storage.periods import load_period_windows
+from statistics_manager_service.storage.tables import Household
+
+
+def period_statistics(
+    session: Session,
+    book: TariffBook,
+    default_timezone: str,
+    user_ids: Sequence[str],
+    start_s: int,
+    end_s: int,
+    level: Level,
+) -> pd.DataFrame:
+    """Compute the periods of `level` of households that start in [start_s, end_s).
+
+    Columns: `user_id`, `period_start`, the statistics and `updated_at` (of the newest data the
+    period comes from), sorted by household and start.
+    """
+    statement = sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids))))
+    households = {household.user_id: household for household in session.scalars(statement)}
+    windows = pd.DataFrame({"user_id": list(households), "start_s": start_s, "end_s": end_s})
+    windows = clipped(households, windows)
+    if windows.empty:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object), "period_start": pd.Series(dtype="int64")})
+    frame = household_frame(households, default_timezone)
+    timezones = frame.set_index("user_id")["timezone"]
+    if level.engine is not None:
+        windows = covering_periods(windows, timezones, level.engine)
+    if level.source == STORED_LEVEL.name:
+        children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times=True)
+    else:
+        readings = readings_with_context(session, households, windows)
+        children = priced_buckets(session, book, frame, windows, readings)
+        children = children.rename(columns={"bucket_start": "period_start"})
+        if level.engine is None:
+            return children.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
+    assert level.engine is not None
+    periods = inside_windows(rollup(children, timezones, level.engine), windows, "period_start")
+    return _with_newest_update(periods, children, timezones, level)
+
+
+def _with_newest_update(
+    periods: pd.DataFrame, children: pd.DataFrame, timezones: pd.Series, level: Level
+) -> pd.DataFrame:
+    """Add each period's `updated_at`: the newest of its children's."""
+    assert level.engine is not None
+    if periods.empty:
+        return periods.assign(updated_at=pd.Series(dtype="int64"))
+    users = children["user_id"].to_numpy(dtype=object)
+    parents = period_starts(
+        children["period_start"].to_numpy(dtype=np.int64), zones_for_users(users, timezones), level.engine
+    )
+    newest = (
+        pd.DataFrame(
+            {"user_id": users, "period_start": parents, "updated_at": children["updated_at"].to_numpy()}
+        )
+        .groupby(["user_id", "period_start"], as_index=False)["updated_at"]
+        .max()
+    )
+    merged = periods.merge(newest, on=["user_id", "period_start"], how="left")
+    merged["updated_at"] = merged["updated_at"].fillna(0).astype("int64")
+    return merged.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
