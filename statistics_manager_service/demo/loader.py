@@ -36,7 +36,7 @@ from statistics_manager_service.demo.households import (
 )
 from statistics_manager_service.demo.noise import lognormal_factor
 from statistics_manager_service.demo.solar import BUILT_IN, Weather, available_model, weather
-from statistics_manager_service.event_consumer.processor import Message
+from statistics_manager_service.event_consumer.processor import DeadLetter, Message
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.engine import session_scope
@@ -45,7 +45,7 @@ from statistics_manager_service.storage.tables import ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
+    from statistics_manager_service.context import ServiceContext
 
 logger = logging.getLogger(__name__)
 
@@ -370,6 +370,24 @@ def _batches(planned: Sequence[_Planned]) -> Iterator[list[_Planned]]:
             yield items[start : start + EVENTS_PER_BATCH]
 
 
+def _remember_readings(
+    context: ServiceContext,
+    batch: Sequence[_Planned],
+    messages: Sequence[Message],
+    letters: Sequence[DeadLetter],
+) -> None:
+    """Record the ids of the readings events just stored, which the processor does not record (a
+    redelivered reading changes nothing), so that a later run does not send them again."""
+    refused = {letter.message.offset for letter in letters}
+    stored = [
+        (item.event_id, item.event_type)
+        for item, message in zip(batch, messages, strict=True)
+        if item.event_type == "MeterReadings" and message.offset not in refused
+    ]
+    with session_scope(context.session_factory) as session:
+        household_store.record_processed(session, stored)
+
+
 def _already_processed(context: ServiceContext, event_ids: Sequence[str]) -> set[str]:
     done: set[str] = set()
     with session_scope(context.session_factory) as session:
@@ -454,6 +472,7 @@ def load_demo_data(
         letters = processor.process(messages)
         for letter in letters[:5]:
             logger.error("demo event %s was refused: %s", letter.message.offset, letter.reason)
+        _remember_readings(context, batch, messages, letters)
         sent += len(messages)
         dead += len(letters)
     return DemoLoad(span, len(planned), sent, dead, time.monotonic() - started, plan.model)

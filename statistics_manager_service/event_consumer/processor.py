@@ -165,8 +165,8 @@ class BatchProcessor:
             if item.envelope.event_type == READINGS_EVENT:
                 readings.append(item)
                 continue
-            if HANDLERS[item.short_topic][item.envelope.event_type] is handle_own_announcement:
-                # Our own announcements change nothing and depend on nothing: recorded together.
+            if not _recorded(item):
+                # Our own announcements change nothing and depend on nothing.
                 announcements.append(item)
                 continue
             # Other events may depend on the readings before them (an erasure): flush first.
@@ -185,9 +185,6 @@ class BatchProcessor:
                 continue
             metrics.EVENTS_PROCESSED.labels(item.message.topic, item.envelope.event_type).inc()
         dead.extend(self._flush_readings(session, readings))
-        household_store.record_processed(
-            session, [(item.envelope.event_id, item.envelope.event_type) for item in announcements]
-        )
         for item in announcements:
             metrics.EVENTS_PROCESSED.labels(item.message.topic, item.envelope.event_type).inc()
         return dead
@@ -198,10 +195,16 @@ class BatchProcessor:
         return event_type in HANDLERS.get(short_topic, {})
 
     def _drop_duplicates(self, session: Session, pending: list[_Pending]) -> list[_Pending]:
-        """Drop events already processed, and repeats within the batch."""
-        seen = household_store.processed_event_ids(session, {p.envelope.event_id for p in pending})
+        """Drop events already processed, and repeats within the batch, among those whose ids are
+        recorded; the others are harmless to apply again."""
+        seen = household_store.processed_event_ids(
+            session, {p.envelope.event_id for p in pending if _recorded(p)}
+        )
         unique: list[_Pending] = []
         for item in pending:
+            if not _recorded(item):
+                unique.append(item)
+                continue
             if item.envelope.event_id in seen:
                 metrics.EVENTS_DUPLICATE.labels(item.message.topic).inc()
                 continue
@@ -258,12 +261,22 @@ class BatchProcessor:
         announce_closed_days(
             session, recomputed.windows["user_id"].tolist(), self.services.settings.default_timezone
         )
-        household_store.record_processed(
-            session, [(i.envelope.event_id, i.envelope.event_type) for i, _, _ in accepted]
-        )
         for item, _, _ in accepted:
             metrics.EVENTS_PROCESSED.labels(item.message.topic, READINGS_EVENT).inc()
         return dead
+
+
+def _recorded(item: _Pending) -> bool:
+    """Whether an event's id is recorded with its effects, so that a redelivery is skipped.
+
+    Readings merge into their day rows by instant, taking the larger value of each field, and our
+    own announcements change nothing: applying either again leaves the same tables, so recording
+    their ids would cost a row per message for nothing.
+    """
+    return (
+        item.envelope.event_type != READINGS_EVENT
+        and HANDLERS[item.short_topic][item.envelope.event_type] is not handle_own_announcement
+    )
 
 
 def _readings_frame(

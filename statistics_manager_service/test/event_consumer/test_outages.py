@@ -17,7 +17,8 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from statistics_manager_service.app import build_context, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import build_context
 from statistics_manager_service.event_consumer.consumer import CONSUMED_TOPICS, EventConsumer
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.test.conftest import make_settings
@@ -102,8 +103,8 @@ def test_database_outage_pauses_the_worker_which_then_stores_everything_once(
         assert worker.ready()[0] == 200
 
         produce(kafka_broker, d.prefix, during[: len(during) // 2])
-        first_part = len(meter_events(before))
-        wait_for(lambda: d.processed() > first_part, 60, "the worker to consume the second part")
+        first_part = sum(e.readings for e in meter_events(before))
+        wait_for(lambda: d.readings() > first_part, 60, "the worker to consume the second part")
         with database_outage(d.database_url):  # cuts the worker's connections mid-transaction
             produce(kafka_broker, d.prefix, during[len(during) // 2 :])
             body = wait_for(_degraded(worker, "consumer"), 60, "/ready to report the paused consumer")
@@ -129,8 +130,8 @@ def test_broker_outage_pauses_the_worker_which_then_stores_everything_once(
         produce(broker, d.prefix, before)
         wait_for(all_stored(d, before), 90, "the first part stored")
         produce(broker, d.prefix, during)
-        first_part = len(meter_events(before))
-        wait_for(lambda: d.processed() > first_part, 60, "the worker to consume the second part")
+        first_part = sum(e.readings for e in meter_events(before))
+        wait_for(lambda: d.readings() > first_part, 60, "the worker to consume the second part")
         with broker.outage():  # SIGKILL: the broker crashes mid-stream
             body = wait_for(_degraded(worker, "broker"), 60, "/ready to report the broker")
             assert body["checks"]["broker"] == "unavailable"
@@ -216,7 +217,7 @@ def test_partitions_moving_while_the_consumer_waits_out_an_outage_are_neither_lo
                 60,
                 "two members",
             )
-            wait_for(lambda: d.processed() > 0, 60, "the consumer to get going")
+            wait_for(lambda: d.readings() > 0, 60, "the consumer to get going")
             with (
                 database_outage(d.database_url),
                 create_app(settings, context=context).test_client() as client,

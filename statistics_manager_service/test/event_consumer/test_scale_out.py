@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 
-from statistics_manager_service.app import ServiceContext, build_context
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.event_consumer.processor import Message
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.test.conftest import POSTGRES_ADMIN_URL, clear_tables, make_settings
@@ -275,7 +275,7 @@ def test_two_worker_processes_in_one_group_end_with_the_results_of_one(
         with workers(first, second):
             first.start().wait_healthy()
             produce(kafka_broker, d.prefix, part_one)
-            wait_for(lambda: d.processed() > 0, 60, "the first worker to get going")
+            wait_for(lambda: d.readings() > 0, 60, "the first worker to get going")
             second.start().wait_healthy()  # joins while the first is busy
             produce(kafka_broker, d.prefix, part_two)
             wait_for(all_stored(d, events), 180, "every reading stored")
