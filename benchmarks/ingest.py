@@ -472,12 +472,19 @@ def end_to_end(
         )
         if readings != fleet.readings:
             raise RuntimeError(f"reading_days holds {readings} readings, not {fleet.readings}")
-        stored_bytes = int(
-            scalar(
-                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')"
-            )
+        with engine.connect() as connection:
+            sizes = connection.execute(
+                sa.text(
+                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm') ORDER BY 2 DESC"
+                )
+            ).all()
+        stored_bytes = sum(int(size) for _, size in sizes)
+        print(
+            "  bytes per reading by table: "
+            + ", ".join(f"{name} {int(size) / fleet.readings:.1f}" for name, size in sizes[:5]),
+            flush=True,
         )
         days, kwh = expected_days(fleet)
         with engine.connect() as connection:

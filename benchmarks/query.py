@@ -3,7 +3,7 @@
 1. Creates a PostgreSQL database (127.0.0.1:5432, user postgres, trust auth) and drops it at the end.
 2. Loads the measured household through the real handlers (an account event and a year of 15-minute
    readings), then 99 synthetic households copied straight into `households`/`statistics_periods`
-   with COPY (a year of daily, weekly, monthly and yearly rows each).
+   with COPY (a year of daily rows each, the level that is stored).
 3. Starts the real service (`python -m statistics_manager_service --role api`, WEB_WORKERS=2) on each
    database twice, with its response cache (the default) and without it (RESPONSE_CACHE_MB=0), and a
    bare Flask app on waitress (one process, 16 threads) returning the service's exact response bytes.
@@ -57,7 +57,7 @@ QUERY_PATH = (
     f"?user_ids={MEASURED_USER}&start_date=2025-01-01T00:00:00Z&end_date=2026-01-01T00:00:00Z&group_by=daily"
 )
 CORRELATION_ID = "benchmark-query-0001"
-SYNTHETIC_GRANULARITIES = ("daily", "weekly", "monthly", "yearly")
+SYNTHETIC_GRANULARITIES = ("daily",)  # the stored level; the others are computed from it
 CONNECTIONS = 16
 WRK_THREADS = 2
 SERVICE_WORKERS = 2
@@ -144,8 +144,8 @@ def year_of_readings() -> list[list[dict[str, Any]]]:
 
 def load_measured_household(database_url: str) -> float:
     """Load the measured household through the real handlers; return the seconds it took."""
-    from statistics_manager_service.app import build_context
     from statistics_manager_service.config import Settings
+    from statistics_manager_service.context import build_context
     from statistics_manager_service.test.support.pipeline import account_message, meter_message, process
 
     started = time.perf_counter()
@@ -174,7 +174,7 @@ def _csv_value(value: object) -> str:
 
 
 def add_synthetic_households(database_url: str, first: int, count: int) -> float:
-    """COPY `count` synthetic households with the measured one's daily..yearly rows; return seconds."""
+    """COPY `count` synthetic households with the measured one's daily rows; return seconds."""
     import sqlalchemy as sa
 
     started = time.perf_counter()
