@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from statistics_manager_service.app import ServiceContext, build_context
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.households import ensure_households
 from statistics_manager_service.tariff_loading import updater_for

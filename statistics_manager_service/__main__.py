@@ -78,8 +78,8 @@ def _serve(role: str, demo: bool) -> int:
 
     import uvicorn
 
-    from statistics_manager_service.app import build_context
-    from statistics_manager_service.background import start_background
+    from statistics_manager_service.context import build_context
+    from statistics_manager_service.event_consumer.runner import start_background
     from statistics_manager_service.log import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 from pathlib import Path
@@ -12,17 +11,12 @@ import connexion
 import flask
 import yaml
 from connexion.options import SwaggerUIOptions
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service.config import Settings
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware, WholeResponseWSGI
-from statistics_manager_service.query.cache import ResponseCache
-from statistics_manager_service.storage import migrate
-from statistics_manager_service.storage.engine import make_engine, make_read_engine, make_session_factory
-from statistics_manager_service.storage.notifications import ChangeListener
 from statistics_manager_service.validation import CompiledParameterValidator
 
 logger = logging.getLogger(__name__)
@@ -38,43 +32,6 @@ SPEC_PATH = Path(__file__).with_name("openapi") / "openapi.yaml"
 PUBLIC_SUFFIXES = ("/health", "/ready", "/openapi.json", "/openapi.yaml", "/ui")
 
 
-@dataclasses.dataclass
-class ServiceContext:
-    """What the controllers and background workers share: settings, engine, sessions, health."""
-
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-    broker_error: str | None = None
-    consumer_error: str | None = None
-    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
-    read_engine: Engine | None = None
-    read_session_factory: sessionmaker[Session] | None = None
-    # Historic-series bodies until their households change (PostgreSQL only; None: disabled).
-    response_cache: ResponseCache | None = None
-    change_listener: ChangeListener | None = None
-
-    @property
-    def reads(self) -> sessionmaker[Session]:
-        """The session factory of single-statement reads."""
-        return self.read_session_factory or self.session_factory
-
-    def series_cache(self) -> ResponseCache | None:
-        """The response cache, its listener started on first use (in the process that serves)."""
-        if self.change_listener is not None:
-            self.change_listener.start()
-        return self.response_cache
-
-    def dispose(self) -> None:
-        """Stop listening and close every pooled connection of both engines."""
-        if self.change_listener is not None:
-            self.change_listener.stop()
-        self.engine.dispose()
-        if self.read_engine is not None and self.read_engine is not self.engine:
-            self.read_engine.dispose()
-
-
 def load_spec() -> dict[str, Any]:
     """Read the OpenAPI document that defines every route."""
     with SPEC_PATH.open(encoding="utf-8") as spec_file:
@@ -86,27 +43,6 @@ def service_context() -> ServiceContext:
     """Return the context of the app serving the current request."""
     context: ServiceContext = flask.current_app.extensions["statistics_manager"]
     return context
-
-
-def build_context(settings: Settings) -> ServiceContext:
-    """Create the engine and session factory (and migrate when asked)."""
-    engine = make_engine(settings.database_url, settings.database_pool_size)
-    if settings.run_migrations_on_start:
-        migrate.upgrade(engine)
-    read_engine = make_read_engine(settings.database_url, engine, settings.database_pool_size)
-    cache = listener = None
-    if settings.response_cache_mb > 0 and engine.dialect.name == "postgresql":
-        cache = ResponseCache(settings.response_cache_mb * 1024 * 1024)
-        listener = ChangeListener(engine, cache)
-    return ServiceContext(
-        settings=settings,
-        engine=engine,
-        session_factory=make_session_factory(engine),
-        read_engine=read_engine,
-        read_session_factory=make_session_factory(read_engine),
-        response_cache=cache,
-        change_listener=listener,
-    )
 
 
 def create_app(

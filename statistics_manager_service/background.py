@@ -1,14 +1,10 @@
-"""Start and stop the background workers a role runs: the event consumer and the outbox relay."""
+"""The background worker threads of a process (the event consumer, the outbox relay) and their stop."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +29,3 @@ class Background:
             thread.join(timeout_s)
             if thread.is_alive():
                 logger.warning("background worker %s did not stop in %.0f s", thread.name, timeout_s)
-
-
-def start_background(context: ServiceContext, role: str) -> Background:
-    """Start what `role` runs in the background (nothing for `api`)."""
-    background = Background()
-    if role == "api":
-        return background
-    from statistics_manager_service.event_consumer.runner import start_workers
-
-    start_workers(context, background)
-    return background

@@ -7,10 +7,11 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from statistics_manager_service.context import BrokerCheck
 from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
+    from statistics_manager_service.context import ServiceContext
 
 BROKER_CHECK_TTL_S = 5.0
 
@@ -62,12 +63,12 @@ def check_readiness(context: ServiceContext) -> ReadinessReport:
     if not settings.kafka_enabled:
         checks["broker"] = "disabled"
     else:
-        cached = context.extras.get("broker_check")
+        cached = context.broker_check
         now = time.monotonic()
-        if cached is None or now - cached[0] > BROKER_CHECK_TTL_S:
-            cached = (now, _broker_reachable(settings.kafka_bootstrap_servers or ""))
-            context.extras["broker_check"] = cached
-        broker_error = cached[1] or context.broker_error
+        if cached is None or now - cached.at_s > BROKER_CHECK_TTL_S:
+            cached = BrokerCheck(now, _broker_reachable(settings.kafka_bootstrap_servers or ""))
+            context.broker_check = cached
+        broker_error = cached.error or context.broker_error
         checks["broker"] = "unavailable" if broker_error else "ok"
         if broker_error:
             errors["broker"] = broker_error

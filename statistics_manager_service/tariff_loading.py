@@ -20,7 +20,7 @@ from statistics_manager_service.storage.tables import Household, ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
+    from statistics_manager_service.context import ServiceContext
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +37,10 @@ def book_text(tariffs_file: str | None) -> str:
 
 def updater_for(context: ServiceContext) -> StatisticsUpdater:
     """Return the context's statistics updater, loading the tariff book once."""
-    updater = context.extras.get("updater")
-    if updater is None:
+    if context.statistics is None:
         book = load_tariff_book(book_text(context.settings.tariffs_file))
-        updater = StatisticsUpdater(book, context.settings.default_timezone)
-        context.extras["updater"] = updater
-    assert isinstance(updater, StatisticsUpdater)
-    return updater
+        context.statistics = StatisticsUpdater(book, context.settings.default_timezone)
+    return context.statistics
 
 
 def _stored_book(context: ServiceContext) -> tuple[str | None, str | None]:

@@ -14,7 +14,7 @@ from statistics_manager_service.query.params import parse_day, parse_instant
 
 def _queued(user_id: str, event_type: str, payload: dict[str, object]) -> flask.Response:
     body = authorized_session_call([user_id], requests.queue_event, event_type, user_id, payload)
-    relay = service_context().extras.get("relay")
+    relay = service_context().relay
     if relay is not None:
         relay.wakeup.set()
     return json_response(body)

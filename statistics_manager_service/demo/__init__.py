@@ -21,8 +21,8 @@ from statistics_manager_service.demo.solar import BUILT_IN, available_model, des
 from statistics_manager_service.tokens import issue_token
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
     from statistics_manager_service.config import Settings
+    from statistics_manager_service.context import ServiceContext
 
 __all__ = ["load_demo", "load_demo_data"]
 

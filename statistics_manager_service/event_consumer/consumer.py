@@ -20,6 +20,7 @@ from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
+from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_consumer.processor import (
     BatchProcessor,
     DeadLetter,
@@ -29,13 +30,12 @@ from statistics_manager_service.event_consumer.processor import (
 from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
+    from statistics_manager_service.context import ServiceContext
 
 logger = logging.getLogger(__name__)
 
 CONSUMED_TOPICS = ("meter-readings", "user-account", "grid-signals", "statistics")
 DLQ_TOPIC = "statistics.dlq"
-MAX_BACKOFF_S = 30.0
 LAG_REFRESH_S = 5.0
 RECONNECT_BACKOFF_MAX_MS = 2000
 # At most this many records gathered into one batch, whatever their size: a batch's statements
@@ -57,30 +57,6 @@ def dead_letter_record(dead: DeadLetter) -> tuple[bytes | None, bytes | None, li
         ("dlq.error.message", dead.reason.encode("utf-8", errors="replace")[:4000]),
     ]
     return message.key, message.value, headers
-
-
-class Backoff:
-    """Exponential backoff that a stop request interrupts."""
-
-    def __init__(self, stop: threading.Event, first_s: float = 0.5, max_s: float = MAX_BACKOFF_S) -> None:
-        self.stop = stop
-        self.first_s = first_s
-        self.max_s = max_s
-        self.current_s = first_s
-
-    def wait(self) -> None:
-        """Sleep the current delay (or until stopped) and double it."""
-        self.stop.wait(self.next_delay())
-
-    def next_delay(self) -> float:
-        """Return the delay to wait now, and double the next one."""
-        delay = self.current_s
-        self.current_s = min(self.current_s * 2, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the first delay."""
-        self.current_s = self.first_s
 
 
 class EventConsumer:

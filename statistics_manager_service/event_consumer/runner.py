@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
 
-from statistics_manager_service.event_consumer.consumer import Backoff, EventConsumer
+from statistics_manager_service.background import Background
+from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.event_producers.outbox import debezium_envelope
@@ -18,8 +20,7 @@ from statistics_manager_service.storage.tables import OutboxEvent
 from statistics_manager_service.tariff_loading import apply_tariff_changes, updater_for
 
 if TYPE_CHECKING:
-    from statistics_manager_service.app import ServiceContext
-    from statistics_manager_service.background import Background
+    from statistics_manager_service.context import ServiceContext
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         relay = OutboxRelay(
             context.session_factory, in_process_publisher(processor, settings.kafka_topic_prefix)
         )
-        context.extras["relay"] = relay
+        context.relay = relay
         background.spawn("outbox-relay", relay.run)
         return
     consumer = EventConsumer(context, processor)
@@ -94,5 +95,13 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
 
     relay = OutboxRelay(context.session_factory, publish)
-    context.extras["relay"] = relay
+    context.relay = relay
     background.spawn("outbox-relay", relay.run)
+
+
+def start_background(context: ServiceContext, role: str) -> Background:
+    """Start what `role` runs in the background (nothing for `api`)."""
+    background = Background()
+    if role != "api":
+        start_workers(context, background)
+    return background

@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
-from statistics_manager_service.event_consumer.consumer import Backoff
+from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_producers.outbox import (
     count_pending,
     debezium_envelope,

@@ -1,6 +1,6 @@
 """Response bodies kept until their households' data change.
 
-The database announces every change of a household's statistics (see `storage/notifications.py`);
+The database announces every change of a household's statistics (see `query/notifications.py`);
 the listener calls `invalidate` with the household ids. A body is stored only when no change of
 its households was announced while it was computed (the `token` taken before the read still
 matches), so a body read before a change can never outlive that change's announcement. While the

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from statistics_manager_service.app import ServiceContext, build_context, create_app
+from statistics_manager_service.app import create_app
 from statistics_manager_service.config import Settings
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.storage.tables import Base
 from statistics_manager_service.tokens import issue_token
 
@@ -113,7 +114,7 @@ def context(session_context: ServiceContext) -> Iterator[ServiceContext]:
     clear_tables(session_context.engine)
     session_context.broker_error = None
     session_context.consumer_error = None
-    session_context.extras.clear()
+    session_context.forget_loaded_state()
     settings = session_context.settings
     yield session_context
     session_context.settings = settings

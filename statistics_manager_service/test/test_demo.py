@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.demo import load_demo, load_demo_data, solar
 from statistics_manager_service.demo.h0 import easter_sunday, h0_power_w
 from statistics_manager_service.demo.households import HOUSEHOLDS

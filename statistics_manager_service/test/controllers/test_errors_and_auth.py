@@ -12,7 +12,8 @@ from collections.abc import Callable
 import jwt
 import pytest
 
-from statistics_manager_service.app import ServiceContext, build_context, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.test.conftest import TEST_JWT_KEY, make_settings, terminate_backends
 from statistics_manager_service.test.support.pipeline import account_message, meter_message, process, reading

@@ -21,12 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from statistics_manager_service import metrics
-from statistics_manager_service.app import ServiceContext, build_context, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.models.events import EARLIEST_READING
 from statistics_manager_service.query.cache import ResponseCache
+from statistics_manager_service.query.notifications import CHANNEL, ChangeListener
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine
-from statistics_manager_service.storage.notifications import CHANNEL, ChangeListener
 from statistics_manager_service.test.conftest import (
     create_postgres_database,
     drop_postgres_database,

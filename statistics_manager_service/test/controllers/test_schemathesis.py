@@ -14,7 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from statistics_manager_service.app import ServiceContext, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.test.conftest import make_settings
 from statistics_manager_service.test.support.pipeline import account_message, meter_message, process, reading
 

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from statistics_manager_service.aggregation.tariff_book import load_tariff_book
-from statistics_manager_service.app import ServiceContext, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer.runner import build_processor, in_process_publisher
 from statistics_manager_service.event_producers.relay import OutboxRelay
 from statistics_manager_service.test.conftest import make_settings
@@ -490,7 +491,7 @@ def test_forecasts_are_fetched_with_retries(
         households.settings.database_url, forecast_api_url=forecast_api, forecast_api_timeout_s=2.0
     )
     households.settings = settings
-    households.extras.clear()
+    households.forget_loaded_state()
     with create_app(settings, context=households, validate_responses=True).test_client() as client:
         response = client.post(
             f"/api/statistics/trigger-computed-forecast-producer?user_id={FLAT}&forecast_day=2026-03-28",

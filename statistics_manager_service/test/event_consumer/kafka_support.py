@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from statistics_manager_service.app import ServiceContext, build_context
 from statistics_manager_service.background import Background
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.event_consumer.consumer import CONSUMED_TOPICS, DLQ_TOPIC
 from statistics_manager_service.event_consumer.runner import start_workers
 from statistics_manager_service.test.conftest import make_settings

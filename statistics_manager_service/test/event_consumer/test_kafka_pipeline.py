@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from statistics_manager_service.app import ServiceContext, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer import consumer as consumer_module
 from statistics_manager_service.storage.tables import ConsumptionCurve, StatisticsPeriod
 from statistics_manager_service.test.conftest import clear_tables

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from statistics_manager_service import metrics
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer import handlers
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.storage.engine import session_scope

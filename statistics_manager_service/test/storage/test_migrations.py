@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from statistics_manager_service.query.notifications import ANNOUNCING_TRIGGERS
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine
-from statistics_manager_service.storage.notifications import ANNOUNCING_TRIGGERS
 from statistics_manager_service.storage.tables import Base
 from statistics_manager_service.test.conftest import create_postgres_database, drop_postgres_database
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from statistics_manager_service.app import ServiceContext, build_context, create_app
+from statistics_manager_service.app import create_app
+from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.demo import load_demo_data
 from statistics_manager_service.demo.households import HOUSEHOLDS
 from statistics_manager_service.storage import migrate

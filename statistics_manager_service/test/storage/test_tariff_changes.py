@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage.tables import StatisticsPeriod
 from statistics_manager_service.tariff_loading import PACKAGED_BOOK, apply_tariff_changes
 from statistics_manager_service.test.conftest import make_settings
@@ -51,7 +51,7 @@ def test_a_price_corrected_from_a_past_date_recomputes_from_that_date(
         {"valid_from": dt.date(2026, 3, 28), "normal": 0.5}
     )
     book_path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    context.extras.clear()  # a restart: the book is read again
+    context.forget_loaded_state()  # a restart: the book is read again
 
     assert apply_tariff_changes(context) == 1
     after = _daily_cost(context)

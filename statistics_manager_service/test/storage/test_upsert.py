@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage import pg_copy, upsert
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.periods import PERIOD_KEY

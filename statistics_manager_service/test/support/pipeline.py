@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer.processor import DeadLetter, Message
 from statistics_manager_service.event_consumer.runner import build_processor
 

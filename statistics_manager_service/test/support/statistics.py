@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from statistics_manager_service.aggregation.granularity import LEVEL
-from statistics_manager_service.app import ServiceContext
+from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import Household, ReadingDay, StatisticsPeriod
 from statistics_manager_service.tariff_loading import updater_for
