@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL, Level
@@ -34,6 +35,7 @@ from statistics_manager_service.recompute.inputs import (
     readings_with_context,
 )
 from statistics_manager_service.recompute.views import period_statistics
+from statistics_manager_service.storage.households import store_reading_spans
 from statistics_manager_service.storage.periods import upsert_periods
 from statistics_manager_service.storage.readings import (
     day_of,
@@ -171,11 +173,14 @@ class StatisticsUpdater:
         whose readings now come from a better source has its statistics replaced wholesale.
         """
         touched = incoming.groupby(["user_id", "source"], sort=True)["ts"].agg(["min", "max"]).reset_index()
+        priority = touched["source"].map(_priority)
+        best = touched.assign(priority=priority).sort_values(["user_id", "priority"], kind="stable")
+        best = best.drop_duplicates("user_id")
         rebuilt: list[tuple[str, int, int]] = []
-        for user_id, source in zip(touched["user_id"].tolist(), touched["source"].tolist(), strict=True):
+        for user_id, source in zip(best["user_id"].tolist(), best["source"].tolist(), strict=True):
             household = households[user_id]
             if household.statistics_source is None:
-                household.statistics_source = source
+                set_committed_value(household, "statistics_source", source)  # stored with the span
             elif _priority(source) < _priority(household.statistics_source):
                 logger.info("household %s now uses %s readings", user_id, source)
                 household.statistics_source = source
@@ -195,13 +200,7 @@ class StatisticsUpdater:
             np.where(np.isnan(previous), earliest, previous).astype(np.int64),
             np.where(np.isnan(following), latest, following).astype(np.int64),
         )
-        for user_id, low, high in zip(
-            spans["user_id"].tolist(), earliest.tolist(), latest.tolist(), strict=True
-        ):
-            household = households[user_id]
-            first, last = household.first_reading_ts, household.last_reading_ts
-            household.first_reading_ts = low if first is None else min(first, low)
-            household.last_reading_ts = high if last is None else max(last, high)
+        self._extend_spans(session, households, spans)
         windows = pd.DataFrame({"user_id": spans["user_id"].to_numpy(), "start_s": start_s, "end_s": end_s})
         if rebuilt:
             whole = pd.DataFrame(rebuilt, columns=["user_id", "start_s", "end_s"])
@@ -209,6 +208,25 @@ class StatisticsUpdater:
             whole["end_s"] = whole["end_s"] // BUCKET_SECONDS * BUCKET_SECONDS + BUCKET_SECONDS
             windows = pd.concat([windows, whole], ignore_index=True)
         return windows
+
+    def _extend_spans(self, session: Session, households: dict[str, Household], spans: pd.DataFrame) -> None:
+        """Widen the households' reading spans to the new readings, in memory and in one statement."""
+        first, last = reading_spans(households, spans["user_id"])
+        spans = spans.assign(
+            statistics_source=spans["source"],
+            first_reading_ts=np.fmin(first, spans["min"].to_numpy(np.float64)).astype(np.int64),
+            last_reading_ts=np.fmax(last, spans["max"].to_numpy(np.float64)).astype(np.int64),
+        )
+        for user_id, low, high in zip(
+            spans["user_id"].tolist(),
+            spans["first_reading_ts"].tolist(),
+            spans["last_reading_ts"].tolist(),
+            strict=True,
+        ):
+            # As stored by `store_reading_spans`: the session has nothing left to flush for them.
+            set_committed_value(households[user_id], "first_reading_ts", low)
+            set_committed_value(households[user_id], "last_reading_ts", high)
+        store_reading_spans(session, spans)
 
     def _span_neighbours(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -174,3 +174,51 @@ def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> Non
     now = int(time.time())
     rows = [{"event_id": eid, "event_type": etype, "processed_at": now} for eid, etype in events]
     upsert_rows(session, ProcessedEvent, rows, ["event_id"], merge="ignore")
+
+
+def store_reading_spans(session: Session, spans: pd.DataFrame) -> None:
+    """Write households' statistics source and reading span (user_id, statistics_source,
+    first_reading_ts, last_reading_ts); on PostgreSQL with one statement.
+
+    The ORM would flush each household as an UPDATE of its own, one round trip each.
+    """
+    if spans.empty:
+        return
+    table = cast(sa.Table, Household.__table__)
+    users, sources = spans["user_id"].tolist(), spans["statistics_source"].tolist()
+    firsts, lasts = spans["first_reading_ts"].tolist(), spans["last_reading_ts"].tolist()
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(
+            sa.update(table)
+            .where(table.c.user_id == sa.bindparam("household"))
+            .values(
+                statistics_source=sa.bindparam("source"),
+                first_reading_ts=sa.bindparam("first_ts"),
+                last_reading_ts=sa.bindparam("last_ts"),
+            ),
+            [
+                {"household": user_id, "source": source, "first_ts": first, "last_ts": last}
+                for user_id, source, first, last in zip(users, sources, firsts, lasts, strict=True)
+            ],
+        )
+        return
+    text, number = postgresql.ARRAY(sa.String), postgresql.ARRAY(sa.BigInteger)
+    given = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("users", users, type_=text), text),
+            sa.cast(sa.bindparam("sources", sources, type_=text), text),
+            sa.cast(sa.bindparam("firsts", firsts, type_=number), number),
+            sa.cast(sa.bindparam("lasts", lasts, type_=number), number),
+        )
+        .table_valued("user_id", "source", "first_ts", "last_ts")
+        .render_derived(name="given")
+    )
+    session.execute(
+        sa.update(table)
+        .where(table.c.user_id == given.c.user_id)
+        .values(
+            statistics_source=given.c.source,
+            first_reading_ts=given.c.first_ts,
+            last_reading_ts=given.c.last_ts,
+        )
+    )
