@@ -49,11 +49,15 @@ def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
     return list(session.scalars(statement))
 
 
-def mark_sent(session: Session, events: list[OutboxEvent]) -> None:
-    """Mark events as published."""
-    now = int(time.time() * 1000)
+def delete_published(session: Session, events: list[OutboxEvent]) -> None:
+    """Delete events once published: a published row has done its work, and kept it would cost
+    storage for every batch of every household for ever."""
+    seqs = [event.seq for event in events]
+    session.execute(
+        sa.delete(OutboxEvent).where(OutboxEvent.seq.in_(seqs)).execution_options(synchronize_session=False)
+    )
     for event in events:
-        event.sent_at = now
+        session.expunge(event)
 
 
 def count_pending(session: Session) -> int:

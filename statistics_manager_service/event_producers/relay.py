@@ -1,4 +1,4 @@
-"""The outbox relay: publish unsent outbox rows in order, then mark them sent.
+"""The outbox relay: publish outbox rows in order, then delete them.
 
 With a broker, rows go to `<prefix><aggregatetype>` in the Debezium outbox envelope. Without one
 (the embedded default), rows are handed to the consumer's own processor in-process, so the
@@ -21,7 +21,7 @@ from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_producers.outbox import (
     count_pending,
     debezium_envelope,
-    mark_sent,
+    delete_published,
     pending_events,
 )
 from statistics_manager_service.storage.engine import session_scope
@@ -51,10 +51,10 @@ class OutboxRelay:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
             self.publish(events)
-            mark_sent(session, events)
+            delete_published(session, events)
             for event in events:
                 metrics.OUTBOX_PUBLISHED.labels(event.type).inc()
-            metrics.OUTBOX_PENDING.set(max(0, count_pending(session) - len(events)))
+            metrics.OUTBOX_PENDING.set(count_pending(session))
             return len(events)
 
     def run(self, stop: threading.Event) -> None:
