@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import sqlalchemy as sa
 
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.tariff_book import TariffBook, load_tariff_book
 from statistics_manager_service.aggregation.tariffs import book_fingerprint, first_changed_date
 from statistics_manager_service.recompute import StatisticsUpdater
@@ -104,7 +105,9 @@ def apply_tariff_changes(context: ServiceContext, stop: threading.Event | None =
             if stop is not None and stop.is_set():
                 return recomputed  # the fingerprint stays old: the next start finishes the work
             chunk = user_ids[offset : offset + USERS_PER_TRANSACTION]
-            windows = pd.DataFrame({"user_id": chunk, "start_s": start_s // 900 * 900, "end_s": 2**62})
+            windows = pd.DataFrame(
+                {"user_id": chunk, "start_s": start_s // BUCKET_SECONDS * BUCKET_SECONDS, "end_s": 2**62}
+            )
             with session_scope(context.session_factory) as session:
                 updater.recompute_windows(session, windows, cause="tariffs")
             recomputed += len(chunk)

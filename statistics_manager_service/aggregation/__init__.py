@@ -9,7 +9,6 @@ from statistics_manager_service.aggregation.granularity import (
     GRANULARITIES,
     LEVEL,
     LEVELS,
-    ROLLUP_SOURCE,
     Granularity,
     Level,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "LEVEL",
     "LEVELS",
     "PRICE_COLUMNS",
-    "ROLLUP_SOURCE",
     "Granularity",
     "Level",
     "TariffBook",

@@ -38,9 +38,3 @@ LEVELS: tuple[Level, ...] = (
 LEVEL: dict[str, Level] = {level.name: level for level in LEVELS}
 GRANULARITIES: tuple[Granularity, ...] = tuple(level.engine for level in LEVELS if level.engine is not None)
 STORED_LEVEL = next(level for level in LEVELS if level.stored)
-# The engine granularity each local period is rolled up from ("bucket": the 15-minute buckets).
-ROLLUP_SOURCE: dict[Granularity, str] = {
-    level.engine: LEVEL[level.source].engine or "bucket"
-    for level in LEVELS
-    if level.engine is not None and level.source is not None
-}

@@ -10,6 +10,7 @@ from typing import Any
 import flask
 
 from statistics_manager_service import metrics
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.app import service_context
 from statistics_manager_service.auth import authorize_users, current_principal
 from statistics_manager_service.controllers.responses import json_body_response, json_response
@@ -77,7 +78,7 @@ def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
     minutes since 2000, the earliest reading accepted), so every end within one quarter hour
     selects the same periods: an open-ended request (end = now) keeps one key per quarter hour.
     """
-    end_quarter = -(-request.end_s // 900)
+    end_quarter = -(-request.end_s // BUCKET_SECONDS)
     return (kind, request.user_ids, request.group_by, request.start_s, end_quarter, request.include_quality)
 
 

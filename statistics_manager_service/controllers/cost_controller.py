@@ -6,6 +6,7 @@ import datetime as dt
 
 import flask
 
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.app import service_context
 from statistics_manager_service.controllers.common import cached_session_response
 from statistics_manager_service.controllers.endpoints import series_endpoint
@@ -26,5 +27,5 @@ def statistics_summary_get(user_id: str, date: str | None = None) -> flask.Respo
     tz = service_context().settings.default_timezone
     now = dt.datetime.now(dt.UTC)
     # Without a date the household's local today counts; it can only change on a quarter hour.
-    key = ("summary", user_id, day or int(now.timestamp()) // 900)
+    key = ("summary", user_id, day or int(now.timestamp()) // BUCKET_SECONDS)
     return cached_session_response(key, [user_id], load_summary, user_id, day, tz, now)

@@ -12,7 +12,7 @@ import pandas as pd
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.aggregation.granularity import STORED_LEVEL
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import (
     ForecastUnavailable,
@@ -187,7 +187,9 @@ def _recompute_zone(
         user_ids = [u for u in user_ids if types.get(u) == tariff_type]
     if not user_ids:
         return
-    windows = pd.DataFrame({"user_id": user_ids, "start_s": start_s // 900 * 900, "end_s": end_s})
+    windows = pd.DataFrame(
+        {"user_id": user_ids, "start_s": start_s // BUCKET_SECONDS * BUCKET_SECONDS, "end_s": end_s}
+    )
     recomputed = services.updater.recompute_windows(session, windows, cause=cause)
     announce_updates(session, recomputed, cause)
 
@@ -267,7 +269,9 @@ def handle_real_data(session: Session, payload: dict[str, Any], services: Servic
     end = int((data.get("end_datetime") or dt.datetime.now(dt.UTC)).timestamp())
     if end <= start:
         raise PoisonMessage("end_datetime is not after start_datetime")
-    windows = pd.DataFrame({"user_id": [data["user_id"]], "start_s": [start // 900 * 900], "end_s": [end]})
+    windows = pd.DataFrame(
+        {"user_id": [data["user_id"]], "start_s": [start // BUCKET_SECONDS * BUCKET_SECONDS], "end_s": [end]}
+    )
     recomputed = services.updater.recompute_windows(session, windows, cause="request")
     announce_updates(session, recomputed, "request")
 

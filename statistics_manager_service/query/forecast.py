@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.rollup import period_starts
 from statistics_manager_service.query.params import SeriesRequest
@@ -35,7 +36,9 @@ def _curve_series(
     user_zones = curves["user_id"].map(zones).to_numpy(dtype=object)
     granularity = request.engine_granularity
     buckets = (
-        instants // 900 * 900 if granularity is None else period_starts(instants, user_zones, granularity)
+        instants // BUCKET_SECONDS * BUCKET_SECONDS
+        if granularity is None
+        else period_starts(instants, user_zones, granularity)
     )
     summed = (
         pd.DataFrame(

@@ -10,15 +10,13 @@ from sqlalchemy.orm import Session
 from statistics_manager_service.aggregation.buckets import compute_buckets
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets
+from statistics_manager_service.aggregation.windows import context_bounds
 from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
 from statistics_manager_service.storage.readings import day_of, load_reading_windows, neighbour_times
 from statistics_manager_service.storage.signals import load_intensity, load_prices
 from statistics_manager_service.storage.tables import Household
 
 DEFAULT_CONTRACTED_KVA = 6.9
-# Readings loaded before a window's start and after its end (as whole day rows); a longer gap
-# costs one more lookup.
-CONTEXT_S = 3 * 3600
 WINDOW_COLUMNS = ("user_id", "start_s", "end_s")
 
 
@@ -81,16 +79,20 @@ def inside_windows(frame: pd.DataFrame, windows: pd.DataFrame, column: str) -> p
 def readings_with_context(
     session: Session, households: dict[str, Household], windows: pd.DataFrame
 ) -> pd.DataFrame:
-    """Load each window's readings of the household's statistics source, plus at least one reading
-    beyond each end where any exists: `compute_buckets` needs nothing else for the window.
+    """Load what `compute_buckets` needs for each window (`context_bounds`): the readings of the
+    household's statistics source in the context, plus the last one before it and the first one
+    at or after its end, where any exists.
 
-    Windows are one per household. Whole day rows around the window are read; when history goes
-    on beyond them, one statement per direction finds the nearest reading in another day row.
+    Windows are one per household. The day rows holding the context are read whole; when history
+    goes on beyond them, one statement per direction finds the nearest reading in another day row.
     """
     windows = windows.assign(source=windows["user_id"].map(lambda u: households[u].statistics_source))
     windows = windows.reset_index(drop=True)
-    low = day_of(windows["start_s"].to_numpy(dtype=np.int64) - CONTEXT_S)
-    high = day_of(windows["end_s"].to_numpy(dtype=np.int64) + CONTEXT_S) + SECONDS_PER_DAY
+    context_start, context_end = context_bounds(
+        windows["start_s"].to_numpy(dtype=np.int64), windows["end_s"].to_numpy(dtype=np.int64)
+    )
+    # Whole day rows: from the one holding the context's start to the one holding its end.
+    low, high = day_of(context_start), day_of(context_end) + SECONDS_PER_DAY
     loaded = load_reading_windows(session, windows.assign(start_s=low, end_s=high))
     bounds = loaded.groupby("user_id")["ts"].agg(["min", "max"])
     lowest = windows["user_id"].map(bounds["min"]).to_numpy(dtype=np.float64, na_value=np.nan)
