@@ -47,12 +47,14 @@ _SUMMED = (
 )
 _COUNTED = ("power_seconds", "voltage_count", "span_seconds", "covered_seconds", "reading_count")
 _MAXIMA = ("power_imported_max_w", "power_exported_max_w", "voltage_max_v")
+# When the rows carry it: a period was updated when its newest child was.
+_NEWEST = "updated_at"
 _POWER_MEANS = {
     "power_imported_mean_w": "energy_imported_kwh",
     "power_exported_mean_w": "energy_exported_kwh",
 }
 # Bucket columns first (as the engine emits them), then cost and CO2.
-_OUTPUT_ORDER = (*BUCKET_COLUMNS[2:], *_SUMMED[5:])
+_OUTPUT_ORDER = (*BUCKET_COLUMNS[2:], *_SUMMED[5:], _NEWEST)
 
 
 def _start_days(days: IntArray, granularity: Granularity) -> IntArray:
@@ -187,6 +189,8 @@ def _reduce(rows: pd.DataFrame, name: str, order: IntArray, group_starts: IntArr
     if name == "reset_detected":
         flags: BoolArray = rows[name].to_numpy(dtype=bool)[order]
         return np.logical_or.reduceat(flags, group_starts)
+    if name == _NEWEST:
+        return np.maximum.reduceat(rows[name].to_numpy(dtype=np.int64)[order], group_starts)
     if name == "voltage_mean_v":
         return _weighted_mean(rows, name, "voltage_count", order, group_starts)
     # Power means weigh by the seconds power was known; with none, energy over the span stands in.

@@ -230,7 +230,12 @@ def _computed_table(
         .all()
     )
     periods = statistics.period_statistics(
-        session, [user_id for user_id, _ in households], low_s, request.end_s, request.level
+        session,
+        [user_id for user_id, _ in households],
+        low_s,
+        request.end_s,
+        request.level,
+        with_update_times="updated_at" in columns,
     )
     by_user: dict[str, dict[str, list[Any]]] = {}
     if not periods.empty:

@@ -68,12 +68,20 @@ def clipped(households: dict[str, Household], windows: pd.DataFrame) -> pd.DataF
 
 
 def inside_windows(frame: pd.DataFrame, windows: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Keep the rows whose `column` lies inside their user's [start_s, end_s) window."""
+    """Keep the rows whose `column` lies inside their user's [start_s, end_s) window (one window
+    per user)."""
     if frame.empty:
         return frame
-    merged = frame.merge(windows[list(WINDOW_COLUMNS)], on="user_id", how="inner")
-    keep = (merged[column] >= merged["start_s"]) & (merged[column] < merged["end_s"])
-    return merged.loc[keep].drop(columns=["start_s", "end_s"]).reset_index(drop=True)
+    position = pd.Index(windows["user_id"]).get_indexer(frame["user_id"])
+    known = position >= 0
+    at = np.where(known, position, 0)
+    values = frame[column].to_numpy(dtype=np.int64)
+    keep = (
+        known
+        & (values >= windows["start_s"].to_numpy(dtype=np.int64)[at])
+        & (values < windows["end_s"].to_numpy(dtype=np.int64)[at])
+    )
+    return frame[keep].reset_index(drop=True)
 
 
 def readings_with_context(
@@ -125,9 +133,11 @@ def priced_buckets(
     households: pd.DataFrame,
     windows: pd.DataFrame,
     readings: pd.DataFrame,
+    with_update_times: bool = False,
 ) -> pd.DataFrame:
-    """The 15-minute buckets inside the windows, computed from the readings and priced, with the
-    `updated_at` of the day row holding the reading at or before each bucket's start."""
+    """The 15-minute buckets inside the windows, computed from the readings and priced; with
+    `with_update_times`, the `updated_at` of the day row holding the reading at or before each
+    bucket's start."""
     buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
     buckets = inside_windows(buckets, windows, "bucket_start")
     start_s, end_s = int(windows["start_s"].min()), int(windows["end_s"].max())
@@ -139,7 +149,7 @@ def priced_buckets(
         load_prices(session, zones, start_s, end_s),
         load_intensity(session, zones, start_s, end_s),
     )
-    return _with_update_times(priced, readings)
+    return _with_update_times(priced, readings) if with_update_times else priced
 
 
 def _with_update_times(buckets: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:

@@ -115,10 +115,18 @@ class StatisticsUpdater:
         return self.recompute_windows(session, windows, cause)
 
     def period_statistics(
-        self, session: Session, user_ids: Sequence[str], start_s: int, end_s: int, level: Level
+        self,
+        session: Session,
+        user_ids: Sequence[str],
+        start_s: int,
+        end_s: int,
+        level: Level,
+        with_update_times: bool = False,
     ) -> pd.DataFrame:
         """Compute the periods of a level that is not stored (see `views.period_statistics`)."""
-        return period_statistics(session, self.book, self.default_timezone, user_ids, start_s, end_s, level)
+        return period_statistics(
+            session, self.book, self.default_timezone, user_ids, start_s, end_s, level, with_update_times
+        )
 
     # ---- households and windows ---------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,9 +12,7 @@ from sqlalchemy.orm import Session
 from statistics_manager_service.aggregation.granularity import STORED_LEVEL, Level
 from statistics_manager_service.aggregation.rollup import (
     covering_periods,
-    period_starts,
     rollup,
-    zones_for_users,
 )
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.recompute.inputs import (
@@ -37,11 +34,12 @@ def period_statistics(
     start_s: int,
     end_s: int,
     level: Level,
+    with_update_times: bool = False,
 ) -> pd.DataFrame:
     """Compute the periods of `level` of households that start in [start_s, end_s).
 
-    Columns: `user_id`, `period_start`, the statistics and `updated_at` (of the newest data the
-    period comes from), sorted by household and start.
+    Columns: `user_id`, `period_start` and the statistics, sorted by household and start; with
+    `with_update_times` also `updated_at`, of the newest data the period comes from.
     """
     statement = sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids))))
     households = {household.user_id: household for household in session.scalars(statement)}
@@ -54,36 +52,12 @@ def period_statistics(
     if level.engine is not None:
         windows = covering_periods(windows, timezones, level.engine)
     if level.source == STORED_LEVEL.name:
-        children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times=True)
+        children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times)
     else:
         readings = readings_with_context(session, households, windows)
-        children = priced_buckets(session, book, frame, windows, readings)
+        children = priced_buckets(session, book, frame, windows, readings, with_update_times)
         children = children.rename(columns={"bucket_start": "period_start"})
         if level.engine is None:
             return children.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
     assert level.engine is not None
-    periods = inside_windows(rollup(children, timezones, level.engine), windows, "period_start")
-    return _with_newest_update(periods, children, timezones, level)
-
-
-def _with_newest_update(
-    periods: pd.DataFrame, children: pd.DataFrame, timezones: pd.Series, level: Level
-) -> pd.DataFrame:
-    """Add each period's `updated_at`: the newest of its children's."""
-    assert level.engine is not None
-    if periods.empty:
-        return periods.assign(updated_at=pd.Series(dtype="int64"))
-    users = children["user_id"].to_numpy(dtype=object)
-    parents = period_starts(
-        children["period_start"].to_numpy(dtype=np.int64), zones_for_users(users, timezones), level.engine
-    )
-    newest = (
-        pd.DataFrame(
-            {"user_id": users, "period_start": parents, "updated_at": children["updated_at"].to_numpy()}
-        )
-        .groupby(["user_id", "period_start"], as_index=False)["updated_at"]
-        .max()
-    )
-    merged = periods.merge(newest, on=["user_id", "period_start"], how="left")
-    merged["updated_at"] = merged["updated_at"].fillna(0).astype("int64")
-    return merged.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
+    return inside_windows(rollup(children, timezones, level.engine), windows, "period_start")

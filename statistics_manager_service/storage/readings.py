@@ -243,6 +243,17 @@ def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFram
     readings = decode_days(rows)
     if readings.empty:
         return readings
+    window_keys = pd.Index(windows["user_id"].astype(str) + "\x00" + windows["source"].astype(str))
+    if window_keys.is_unique:  # the usual case: one window per household and source
+        position = window_keys.get_indexer(pd.Index(readings["user_id"] + "\x00" + readings["source"]))
+        at = np.where(position >= 0, position, 0)
+        ts = readings["ts"].to_numpy(dtype=np.int64)
+        keep = (
+            (position >= 0)
+            & (ts >= windows["start_s"].to_numpy(dtype=np.int64)[at])
+            & (ts < windows["end_s"].to_numpy(dtype=np.int64)[at])
+        )
+        return readings[keep].reset_index(drop=True)
     bounds = (
         readings[["user_id", "source", "ts"]]
         .reset_index()

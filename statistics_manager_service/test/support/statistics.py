@@ -18,7 +18,9 @@ def statistics_rows(context: ServiceContext, granularity: str, columns: list[str
     with session_scope(context.session_factory) as session:
         if not LEVEL[granularity].stored:
             users = list(session.scalars(sa.select(Household.user_id).order_by(Household.user_id)))
-            frame = updater_for(context).period_statistics(session, users, 0, 2**62, LEVEL[granularity])
+            frame = updater_for(context).period_statistics(
+                session, users, 0, 2**62, LEVEL[granularity], with_update_times=True
+            )
             return frame[["user_id", "period_start", *columns]].reset_index(drop=True)
         table = StatisticsPeriod.__table__
         statement = (
