@@ -130,9 +130,11 @@ def test_a_worker_killed_again_and_again_stores_every_reading_exactly_once(
         while len(kills) < KILLS and not done():
             started = time.monotonic()
             before = d.readings()
+            # Ahead of the kills planned: kill sooner, so that the kills spread over the whole run.
+            ahead = before / total_readings > (len(kills) + 1) / (KILLS + 4)
             worker.start()
             if len(kills) % 5 == 4:  # now and then: during start-up, the group join or the first batch
-                time.sleep(rng.uniform(0.2, 4.0))
+                time.sleep(rng.uniform(0.2, 1.5 if ahead else 4.0))
                 progress_s = float("nan")
             else:
                 wait_for(
@@ -142,9 +144,9 @@ def test_a_worker_killed_again_and_again_stores_every_reading_exactly_once(
                     interval_s=0.05,
                 )
                 progress_s = time.monotonic() - started
-                # 0.5-2 s of processing; shorter when ingestion runs ahead of the kills planned
+                # 0.5-2 s of processing; at once when ingestion runs ahead of the kills planned
                 ahead = d.readings() / total_readings > (len(kills) + 1) / (KILLS + 4)
-                time.sleep(rng.uniform(0.2, 0.6) if ahead else rng.uniform(0.5, 2.0))
+                time.sleep(0.0 if ahead else rng.uniform(0.5, 2.0))
             assert worker.alive, f"the worker exited by itself:\n{worker.log_tail()}"
             worker.kill()
             kills.append({"first_commit_s": progress_s, "alive_s": time.monotonic() - started})
