@@ -6,10 +6,13 @@ import datetime as dt
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.storage.households import update_households
 from statistics_manager_service.storage.tables import Household
 
 # A household catching up on a long backlog announces its most recent days only.
@@ -26,18 +29,23 @@ def announce_closed_days(session: Session, user_ids: Sequence[str], default_time
     if not user_ids:
         return
     households = session.scalars(sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids)))))
+    closed: list[tuple[str, int]] = []
     for household in households:
         if household.last_reading_ts is None:
             continue
         zone = ZoneInfo(household.timezone or default_timezone)
         today_start = _day_start(household.last_reading_ts, zone)
-        if household.closed_through is None:
-            # History that arrives before live data is not announced day by day.
-            household.closed_through = int(today_start.timestamp())
+        today_start_s = int(today_start.timestamp())
+        previous = household.closed_through
+        if previous == today_start_s:
             continue
-        closed = dt.datetime.fromtimestamp(household.closed_through, zone).date()
+        closed.append((household.user_id, today_start_s))
+        # As stored below: the session has nothing left to flush for it.
+        set_committed_value(household, "closed_through", today_start_s)
+        if previous is None:
+            continue  # history that arrives before live data is not announced day by day
+        day = dt.datetime.fromtimestamp(previous, zone).date()
         days = []
-        day = closed
         while day < today_start.date():
             days.append(day)
             day += dt.timedelta(days=1)
@@ -56,4 +64,4 @@ def announce_closed_days(session: Session, user_ids: Sequence[str], default_time
                     "end": end.isoformat(),
                 },
             )
-        household.closed_through = int(today_start.timestamp())
+    update_households(session, pd.DataFrame(closed, columns=["user_id", "closed_through"]))

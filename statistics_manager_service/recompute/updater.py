@@ -35,7 +35,7 @@ from statistics_manager_service.recompute.inputs import (
     readings_with_context,
 )
 from statistics_manager_service.recompute.views import period_statistics
-from statistics_manager_service.storage.households import store_reading_spans
+from statistics_manager_service.storage.households import update_households
 from statistics_manager_service.storage.periods import upsert_periods
 from statistics_manager_service.storage.readings import (
     day_of,
@@ -231,10 +231,11 @@ class StatisticsUpdater:
             spans["last_reading_ts"].tolist(),
             strict=True,
         ):
-            # As stored by `store_reading_spans`: the session has nothing left to flush for them.
+            # As stored by `update_households`: the session has nothing left to flush for them.
             set_committed_value(households[user_id], "first_reading_ts", low)
             set_committed_value(households[user_id], "last_reading_ts", high)
-        store_reading_spans(session, spans)
+        columns = ["user_id", "statistics_source", "first_reading_ts", "last_reading_ts"]
+        update_households(session, spans[columns])
 
     def _span_neighbours(
         self,

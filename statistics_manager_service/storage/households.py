@@ -176,49 +176,41 @@ def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> Non
     upsert_rows(session, ProcessedEvent, rows, ["event_id"], merge="ignore")
 
 
-def store_reading_spans(session: Session, spans: pd.DataFrame) -> None:
-    """Write households' statistics source and reading span (user_id, statistics_source,
-    first_reading_ts, last_reading_ts); on PostgreSQL with one statement.
+def update_households(session: Session, updates: pd.DataFrame) -> None:
+    """Set columns of many households (`user_id` and the columns to set); on PostgreSQL with one
+    statement.
 
     The ORM would flush each household as an UPDATE of its own, one round trip each.
     """
-    if spans.empty:
+    if updates.empty:
         return
     table = cast(sa.Table, Household.__table__)
-    users, sources = spans["user_id"].tolist(), spans["statistics_source"].tolist()
-    firsts, lasts = spans["first_reading_ts"].tolist(), spans["last_reading_ts"].tolist()
+    names = [name for name in updates.columns if name != "user_id"]
+    values = {name: updates[name].tolist() for name in ["user_id", *names]}
     if session.get_bind().dialect.name != "postgresql":
         session.execute(
             sa.update(table)
             .where(table.c.user_id == sa.bindparam("household"))
-            .values(
-                statistics_source=sa.bindparam("source"),
-                first_reading_ts=sa.bindparam("first_ts"),
-                last_reading_ts=sa.bindparam("last_ts"),
-            ),
+            .values({name: sa.bindparam(f"new_{name}") for name in names}),
             [
-                {"household": user_id, "source": source, "first_ts": first, "last_ts": last}
-                for user_id, source, first, last in zip(users, sources, firsts, lasts, strict=True)
+                {
+                    "household": row[0],
+                    **{f"new_{name}": value for name, value in zip(names, row[1:], strict=True)},
+                }
+                for row in zip(*values.values(), strict=True)
             ],
         )
         return
-    text, number = postgresql.ARRAY(sa.String), postgresql.ARRAY(sa.BigInteger)
-    given = (
-        sa.func.unnest(
-            sa.cast(sa.bindparam("users", users, type_=text), text),
-            sa.cast(sa.bindparam("sources", sources, type_=text), text),
-            sa.cast(sa.bindparam("firsts", firsts, type_=number), number),
-            sa.cast(sa.bindparam("lasts", lasts, type_=number), number),
+    arrays = [
+        sa.cast(
+            sa.bindparam(f"new_{name}", values[name], type_=postgresql.ARRAY(table.c[name].type)),
+            postgresql.ARRAY(table.c[name].type),
         )
-        .table_valued("user_id", "source", "first_ts", "last_ts")
-        .render_derived(name="given")
-    )
+        for name in ["user_id", *names]
+    ]
+    given = sa.func.unnest(*arrays).table_valued("user_id", *names).render_derived(name="given")
     session.execute(
         sa.update(table)
         .where(table.c.user_id == given.c.user_id)
-        .values(
-            statistics_source=given.c.source,
-            first_reading_ts=given.c.first_ts,
-            last_reading_ts=given.c.last_ts,
-        )
+        .values({name: given.c[name] for name in names})
     )
