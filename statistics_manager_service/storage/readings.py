@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.arrays import composite_keys, run_starts
 from statistics_manager_service.storage import pg_copy
 from statistics_manager_service.storage.tables import Household, ReadingDay
 from statistics_manager_service.storage.windows import read_windows
@@ -64,11 +65,32 @@ def day_of(ts_s: Any) -> Any:
 def merge_duplicates(readings: pd.DataFrame) -> pd.DataFrame:
     """Sort readings by (user, source, ts) and merge repeated instants into the larger value per field.
 
-    `max` ignores missing values, so a copy lacking a field never hides one that has it.
+    `fmax` ignores missing values, so a copy lacking a field never hides one that has it.
     """
-    merged = readings[READING_COLUMNS].groupby(READING_KEY, as_index=False, sort=True).max()
-    merged["ts"] = merged["ts"].astype("int64")
-    return merged
+    user_codes, users = pd.factorize(readings["user_id"].to_numpy(dtype=object), sort=True)
+    source_codes, sources = pd.factorize(readings["source"].to_numpy(dtype=object), sort=True)
+    ts = readings["ts"].to_numpy(dtype=np.int64)
+    pairs = user_codes.astype(np.int64) * max(len(sources), 1) + source_codes
+    keys = composite_keys(pairs, ts, int(ts.min()) if ts.size else 0)
+    values = {
+        name: readings[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in READING_VALUE_COLUMNS
+    }
+    if keys.size > 1 and bool((keys[1:] < keys[:-1]).any()):
+        order = np.argsort(keys, kind="stable")
+        keys, user_codes, source_codes, ts = keys[order], user_codes[order], source_codes[order], ts[order]
+        values = {name: column[order] for name, column in values.items()}
+    if keys.size > 1 and bool((keys[1:] == keys[:-1]).any()):
+        starts = run_starts(keys)
+        values = {name: np.fmax.reduceat(column, starts) for name, column in values.items()}
+        user_codes, source_codes, ts = user_codes[starts], source_codes[starts], ts[starts]
+    return pd.DataFrame(
+        {
+            "user_id": np.asarray(users, dtype=object)[user_codes],
+            "source": np.asarray(sources, dtype=object)[source_codes],
+            "ts": ts,
+            **values,
+        }
+    )
 
 
 def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]]:
