@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from statistics_manager_service import metrics
+from statistics_manager_service.aggregation.arrays import composite_keys
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL, Level
 from statistics_manager_service.aggregation.rollup import covering_periods, rollup
 from statistics_manager_service.aggregation.tariffs import TariffBook
@@ -247,26 +248,7 @@ class StatisticsUpdater:
         """The stored reading just before each span's first new reading and just after its last
         (NaN where none): found in the day rows just rewritten, else with one statement per
         direction in the other day rows, where the household's history goes on beyond them."""
-        known = stored_days[["user_id", "source", "ts"]].rename(columns={"ts": "neighbour"})
-        known = known.sort_values("neighbour", kind="stable")
-        found = []
-        for column, backward in (("min", True), ("max", False)):
-            order = spans.sort_values(column, kind="stable")
-            matched = pd.merge_asof(
-                order,
-                known,
-                left_on=column,
-                right_on="neighbour",
-                by=["user_id", "source"],
-                allow_exact_matches=False,
-                direction="backward" if backward else "forward",
-            )
-            found.append(
-                matched.set_index(order.index)["neighbour"]
-                .reindex(spans.index)
-                .to_numpy(np.float64, copy=True)
-            )
-        previous, following = found
+        previous, following = _adjacent_readings(stored_days, spans)
         first, last = reading_spans(households, spans["user_id"])
         for values, beyond, column, before in (
             (previous, first < spans["min"].to_numpy(), "min", True),
@@ -310,3 +292,36 @@ class StatisticsUpdater:
         )
         metrics.RECOMPUTED_BUCKETS.labels(cause).inc(len(buckets))
         return Recomputed(windows)
+
+
+def _pair_keys(frame: pd.DataFrame) -> pd.Index:
+    """One label per row for its (user_id, source) pair."""
+    return pd.Index(frame["user_id"].astype(str) + "\x00" + frame["source"].astype(str))
+
+
+def _adjacent_readings(readings: pd.DataFrame, spans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per span (user_id, source, min, max): the reading of `readings` (sorted by user, source and
+    time) just before `min` and just after `max`, as float seconds, NaN where there is none."""
+    previous = np.full(len(spans), np.nan)
+    following = np.full(len(spans), np.nan)
+    if readings.empty or spans.empty:
+        return previous, following
+    pairs = _pair_keys(readings)
+    codes = pd.Index(pairs.unique()).get_indexer(pairs).astype(np.int64)
+    span_codes = pd.Index(pairs.unique()).get_indexer(_pair_keys(spans)).astype(np.int64)
+    ts = readings["ts"].to_numpy(dtype=np.int64)
+    origin = int(min(ts.min(), spans["min"].min()))
+    keys = composite_keys(codes, ts, origin)
+    order = np.argsort(keys, kind="stable")
+    keys, ts, codes = keys[order], ts[order], codes[order]
+    known = span_codes >= 0
+    safe = np.where(known, span_codes, 0)
+    low = composite_keys(safe, spans["min"].to_numpy(dtype=np.int64), origin)
+    high = composite_keys(safe, spans["max"].to_numpy(dtype=np.int64), origin)
+    before = np.searchsorted(keys, low, side="left") - 1
+    after = np.searchsorted(keys, high, side="right")
+    has_before = known & (before >= 0) & (codes[np.maximum(before, 0)] == safe)
+    has_after = known & (after < keys.size) & (codes[np.minimum(after, keys.size - 1)] == safe)
+    previous[has_before] = ts[before[has_before]]
+    following[has_after] = ts[after[has_after]]
+    return previous, following
