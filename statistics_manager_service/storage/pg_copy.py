@@ -36,6 +36,8 @@ _INT4_RANGE = (-(2**31), 2**31 - 1)
 _INT8_RANGE = (-(2**63), 2**63 - 1)
 # Rows per COPY statement: bounds the memory of the encoded buffer.
 CHUNK_ROWS = 100_000
+# Bytes of values per COPY statement of wide rows (`copy_records`), for the same reason.
+CHUNK_BYTES = 16 << 20
 # More string-length layouts than this: the frame is not worth encoding group by group.
 MAX_LAYOUTS = 256
 
@@ -386,16 +388,24 @@ def copy_records(
     copy = f'COPY "{table.name}" ({quoted}) FROM STDIN WITH (FORMAT binary)'
     session.flush()
     connection: Any = session.connection().connection.dbapi_connection
-    for offset in range(0, len(records), CHUNK_ROWS):
-        parts: list[bytes] = [_HEADER]
-        for record in records[offset : offset + CHUNK_ROWS]:
-            parts.append(field_count)
-            for encode, value in zip(encoders, record, strict=True):
-                if value is None:
-                    parts.append(_NULL_FIELD)
-                else:
-                    data = encode(value)
-                    parts += (length(len(data)), data)
-        parts.append(_TRAILER)
+
+    def send(parts: list[bytes]) -> None:
         with connection.cursor() as cursor:  # psycopg2's
-            cursor.copy_expert(copy, io.BytesIO(b"".join(parts)))
+            cursor.copy_expert(copy, io.BytesIO(b"".join([_HEADER, *parts, _TRAILER])))
+
+    parts: list[bytes] = []
+    size = 0
+    for record in records:
+        parts.append(field_count)
+        for encode, value in zip(encoders, record, strict=True):
+            if value is None:
+                parts.append(_NULL_FIELD)
+            else:
+                data = encode(value)
+                parts += (length(len(data)), data)
+                size += len(data)
+        if size >= CHUNK_BYTES:  # bounds the memory of one statement's buffer
+            send(parts)
+            parts, size = [], 0
+    if parts:
+        send(parts)

@@ -46,6 +46,8 @@ DAY_COLUMNS = [
     *READING_VALUE_COLUMNS,
     "updated_at",
 ]
+# Day rows deleted per statement: three bind parameters each.
+KEYS_PER_DELETE = 2_000
 _OFFSET_TYPE = np.dtype("<i4")
 _VALUE_TYPE = np.dtype("<f8")
 
@@ -227,18 +229,17 @@ def store_readings(session: Session, readings: pd.DataFrame) -> pd.DataFrame:
 def _write_day_rows(session: Session, rows: list[tuple[Any, ...]], replaced: pd.DataFrame) -> None:
     """Replace the `replaced` day rows and insert `rows` (whose keys include all of them)."""
     table = cast(sa.Table, ReadingDay.__table__)
-    if not replaced.empty:
-        keys = list(
-            zip(
-                replaced["user_id"].tolist(),
-                replaced["source"].tolist(),
-                replaced["day"].astype("int64").tolist(),
-                strict=True,
-            )
+    keys = list(
+        zip(
+            replaced["user_id"].tolist(),
+            replaced["source"].tolist(),
+            replaced["day"].astype("int64").tolist(),
+            strict=True,
         )
-        session.execute(
-            sa.delete(table).where(sa.tuple_(table.c.user_id, table.c.source, table.c.day).in_(keys))
-        )
+    )
+    key = sa.tuple_(table.c.user_id, table.c.source, table.c.day)
+    for offset in range(0, len(keys), KEYS_PER_DELETE):  # bounded bind parameters (SQLite's limit)
+        session.execute(sa.delete(table).where(key.in_(keys[offset : offset + KEYS_PER_DELETE])))
     if pg_copy.supported(session):
         pg_copy.copy_records(session, table, DAY_COLUMNS, rows)
     elif rows:
