@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.storage.households import update_households
 from statistics_manager_service.storage.tables import Household
 
@@ -30,6 +30,7 @@ def announce_closed_days(session: Session, user_ids: Sequence[str], default_time
         return
     households = session.scalars(sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids)))))
     closed: list[tuple[str, int]] = []
+    events: list[NewEvent] = []
     for household in households:
         if household.last_reading_ts is None:
             continue
@@ -52,16 +53,18 @@ def announce_closed_days(session: Session, user_ids: Sequence[str], default_time
         for day in days[-MAX_DAYS_ANNOUNCED:]:
             start = dt.datetime.combine(day, dt.time(), zone)
             end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-            add_event(
-                session,
-                "DailyStatisticsClosed",
-                household.user_id,
-                {
-                    "user_id": household.user_id,
-                    "date": day.isoformat(),
-                    "timezone": zone.key,
-                    "start": start.isoformat(),
-                    "end": end.isoformat(),
-                },
+            events.append(
+                NewEvent(
+                    "DailyStatisticsClosed",
+                    household.user_id,
+                    {
+                        "user_id": household.user_id,
+                        "date": day.isoformat(),
+                        "timezone": zone.key,
+                        "start": start.isoformat(),
+                        "end": end.isoformat(),
+                    },
+                )
             )
+    add_events(session, events)
     update_households(session, pd.DataFrame(closed, columns=["user_id", "closed_through"]))

@@ -12,7 +12,7 @@ import pandas as pd
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS, STORED_LEVEL
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import (
     ForecastUnavailable,
@@ -21,7 +21,7 @@ from statistics_manager_service.event_consumer.curves import (
     mock_curves,
 )
 from statistics_manager_service.event_consumer.envelope import PoisonMessage
-from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.models import events as schemas
 from statistics_manager_service.recompute import Recomputed, StatisticsUpdater
 from statistics_manager_service.storage import households as household_store
@@ -70,19 +70,24 @@ def _describe(messages: Any, prefix: str = "") -> str:
 
 def announce_updates(session: Session, recomputed: Recomputed, cause: str) -> None:
     """Queue one StatisticsUpdated per household whose buckets were rewritten."""
-    for user_id, start_s, end_s in rows_of(recomputed.windows, ["user_id", "start_s", "end_s"]):
-        add_event(
-            session,
-            "StatisticsUpdated",
-            user_id,
-            {
-                "user_id": user_id,
-                "granularity": "15_mins",
-                "start": _iso(start_s),
-                "end": _iso(end_s),
-                "cause": cause,
-            },
-        )
+    granularity = LEVELS[0].name  # the windows are of 15-minute buckets
+    add_events(
+        session,
+        [
+            NewEvent(
+                "StatisticsUpdated",
+                user_id,
+                {
+                    "user_id": user_id,
+                    "granularity": granularity,
+                    "start": _iso(start_s),
+                    "end": _iso(end_s),
+                    "cause": cause,
+                },
+            )
+            for user_id, start_s, end_s in rows_of(recomputed.windows, ["user_id", "start_s", "end_s"])
+        ],
+    )
 
 
 def _iso(epoch_s: int) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,27 +17,39 @@ from statistics_manager_service.storage.tables import OutboxEvent
 STATISTICS_AGGREGATE = "statistics"
 
 
-def add_event(
-    session: Session,
-    event_type: str,
-    aggregate_id: str,
-    payload: Mapping[str, Any],
-    aggregate_type: str = STATISTICS_AGGREGATE,
-    event_id: str | None = None,
-) -> str:
-    """Queue an event for publication to `<prefix><aggregate_type>`; return its id."""
-    event_id = event_id or str(uuid.uuid4())
-    session.add(
-        OutboxEvent(
-            id=event_id,
-            aggregatetype=aggregate_type,
-            aggregateid=aggregate_id,
-            type=event_type,
-            timestamp=int(time.time() * 1000),
-            payload=orjson.dumps(payload).decode(),
-        )
-    )
-    return event_id
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    """An event to publish: its type, the aggregate (user) it is keyed by and its payload."""
+
+    event_type: str
+    aggregate_id: str
+    payload: Mapping[str, Any]
+    aggregate_type: str = STATISTICS_AGGREGATE
+    event_id: str | None = None
+
+
+def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
+    """Queue events for publication to `<prefix><aggregate_type>`, in order; return their ids.
+
+    One INSERT for all of them, in the caller's transaction.
+    """
+    if not events:
+        return []
+    now_ms = int(time.time() * 1000)
+    ids = [event.event_id or str(uuid.uuid4()) for event in events]
+    rows = [
+        {
+            "id": event_id,
+            "aggregatetype": event.aggregate_type,
+            "aggregateid": event.aggregate_id,
+            "type": event.event_type,
+            "timestamp": now_ms,
+            "payload": orjson.dumps(event.payload).decode(),
+        }
+        for event_id, event in zip(ids, events, strict=True)
+    ]
+    session.execute(sa.insert(OutboxEvent), rows)
+    return ids
 
 
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.event_producers.outbox import add_event
+from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.storage.households import erased_user_ids, known_user_ids
 
@@ -24,7 +24,7 @@ def queue_event(session: Session, event_type: str, user_id: str, payload: dict[s
     """Queue `event_type` for a known household; answer what the endpoint returns."""
     if user_id in erased_user_ids(session, [user_id]) or not known_user_ids(session, [user_id]):
         raise UserNotFound(user_id)
-    event_id = add_event(session, event_type, user_id, {"user_id": user_id, **payload})
+    (event_id,) = add_events(session, [NewEvent(event_type, user_id, {"user_id": user_id, **payload})])
     return {"event_id": event_id, "event_type": event_type, "status": "accepted"}
 
 

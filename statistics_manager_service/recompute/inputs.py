@@ -12,7 +12,12 @@ from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, S
 from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets
 from statistics_manager_service.aggregation.windows import context_bounds
 from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
-from statistics_manager_service.storage.readings import day_of, load_reading_windows, neighbour_times
+from statistics_manager_service.storage.readings import (
+    day_of,
+    load_day_readings,
+    load_reading_windows,
+    neighbour_times,
+)
 from statistics_manager_service.storage.signals import load_intensity, load_prices
 from statistics_manager_service.storage.tables import Household
 
@@ -85,14 +90,19 @@ def inside_windows(frame: pd.DataFrame, windows: pd.DataFrame, column: str) -> p
 
 
 def readings_with_context(
-    session: Session, households: dict[str, Household], windows: pd.DataFrame
+    session: Session,
+    households: dict[str, Household],
+    windows: pd.DataFrame,
+    known: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Load what `compute_buckets` needs for each window (`context_bounds`): the readings of the
     household's statistics source in the context, plus the last one before it and the first one
     at or after its end, where any exists.
 
-    Windows are one per household. The day rows holding the context are read whole; when history
-    goes on beyond them, one statement per direction finds the nearest reading in another day row.
+    Windows are one per household. The day rows holding the context are read whole, except those
+    whose readings are `known` (every reading of some day rows, as `store_readings` returns them);
+    when history goes on beyond them, one statement per direction finds the nearest reading in
+    another day row.
     """
     windows = windows.assign(source=windows["user_id"].map(lambda u: households[u].statistics_source))
     windows = windows.reset_index(drop=True)
@@ -101,7 +111,7 @@ def readings_with_context(
     )
     # Whole day rows: from the one holding the context's start to the one holding its end.
     low, high = day_of(context_start), day_of(context_end) + SECONDS_PER_DAY
-    loaded = load_reading_windows(session, windows.assign(start_s=low, end_s=high))
+    loaded = _day_rows(session, windows, low, high, known)
     bounds = loaded.groupby("user_id")["ts"].agg(["min", "max"])
     lowest = windows["user_id"].map(bounds["min"]).to_numpy(dtype=np.float64, na_value=np.nan)
     highest = windows["user_id"].map(bounds["max"]).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -125,6 +135,35 @@ def readings_with_context(
     if extra:
         loaded = pd.concat([loaded, load_reading_windows(session, pd.concat(extra, ignore_index=True))])
     return loaded.reset_index(drop=True)
+
+
+def _day_rows(
+    session: Session, windows: pd.DataFrame, low: np.ndarray, high: np.ndarray, known: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The readings of the day rows from `low` to `high` of each window's household and source,
+    taken from `known` where it holds them and read otherwise."""
+    if known is None or known.empty:
+        return load_reading_windows(session, windows.assign(start_s=low, end_s=high))
+    counts = (high - low) // SECONDS_PER_DAY
+    window_of = np.repeat(np.arange(len(windows)), counts)
+    day_index = np.arange(window_of.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    needed = pd.DataFrame(
+        {
+            "user_id": windows["user_id"].to_numpy(dtype=object)[window_of],
+            "source": windows["source"].to_numpy(dtype=object)[window_of],
+            "day": low[window_of] + SECONDS_PER_DAY * day_index,
+        }
+    )
+    needed_keys = _day_keys(needed["user_id"], needed["source"], needed["day"])
+    known_keys = _day_keys(known["user_id"], known["source"], day_of(known["ts"]))
+    held = needed_keys.isin(known_keys)
+    parts = [known[known_keys.isin(needed_keys)], load_day_readings(session, needed[~held])]
+    return pd.concat([part for part in parts if not part.empty] or [parts[1]], ignore_index=True)
+
+
+def _day_keys(users: pd.Series, sources: pd.Series, days: pd.Series) -> pd.Index:
+    """One label per (user_id, source, day)."""
+    return pd.Index(users.astype(str) + "\x00" + sources.astype(str) + "\x00" + days.astype(str))
 
 
 def priced_buckets(

@@ -99,7 +99,7 @@ class StatisticsUpdater:
         for source, count in incoming.groupby("source").size().items():
             metrics.READINGS_INGESTED.labels(str(source)).inc(int(count))
         windows = self._reading_windows(session, households, incoming, stored_days)
-        recomputed = self._recompute(session, households, windows, cause="readings")
+        recomputed = self._recompute(session, households, windows, cause="readings", known=stored_days)
         metrics.NEWEST_AGGREGATED_READING.set(max(int(incoming["ts"].max()), 0))
         return dataclasses.replace(recomputed, readings_stored=len(incoming))
 
@@ -269,9 +269,15 @@ class StatisticsUpdater:
     # ---- the recomputation --------------------------------------------------------------
 
     def _recompute(
-        self, session: Session, households: dict[str, Household], windows: pd.DataFrame, cause: str
+        self,
+        session: Session,
+        households: dict[str, Household],
+        windows: pd.DataFrame,
+        cause: str,
+        known: pd.DataFrame | None = None,
     ) -> Recomputed:
-        """Recompute and store the local days overlapping the windows."""
+        """Recompute and store the local days overlapping the windows; `known` readings (whole day
+        rows) are not read again."""
         if windows.empty:
             return Recomputed(empty_windows())
         # One covering window per household keeps every later join one-to-one.
@@ -283,7 +289,7 @@ class StatisticsUpdater:
         granularity = STORED_LEVEL.engine
         assert granularity is not None
         days = covering_periods(windows, timezones, granularity)
-        readings = readings_with_context(session, households, days)
+        readings = readings_with_context(session, households, days, known)
         buckets = priced_buckets(session, self.book, frame, days, readings)
         upsert_periods(
             session,

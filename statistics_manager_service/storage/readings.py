@@ -286,6 +286,13 @@ def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFram
     return readings.loc[np.unique(inside.to_numpy())].reset_index(drop=True)
 
 
+def load_day_readings(session: Session, keys: pd.DataFrame) -> pd.DataFrame:
+    """Load the readings of whole day rows, given by their (user_id, source, day) keys."""
+    if keys.empty:
+        return empty_readings()
+    return decode_days(_read_day_rows(session, _day_windows(keys)))
+
+
 def neighbour_times(session: Session, keys: pd.DataFrame, before: bool) -> list[int | None]:
     """Per (user_id, source, day) key: the last reading in an earlier day row, or the first reading
     in a later one (`before=False`); None where there is none. On PostgreSQL in one statement."""
