@@ -54,9 +54,7 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
 
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
     """Return the oldest unsent events, locked against other relays (skipped if already locked)."""
-    statement = (
-        sa.select(OutboxEvent).where(OutboxEvent.sent_at.is_(None)).order_by(OutboxEvent.seq).limit(limit)
-    )
+    statement = sa.select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
@@ -75,11 +73,7 @@ def delete_published(session: Session, events: list[OutboxEvent]) -> None:
 
 def count_pending(session: Session) -> int:
     """Count the events not yet published."""
-    return int(
-        session.execute(
-            sa.select(sa.func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
-        ).scalar_one()
-    )
+    return int(session.execute(sa.select(sa.func.count()).select_from(OutboxEvent)).scalar_one())
 
 
 def debezium_envelope(event: OutboxEvent) -> bytes:

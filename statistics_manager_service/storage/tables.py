@@ -3,7 +3,7 @@ statistics do: identical on PostgreSQL and SQLite, compact, and free of time-zon
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -181,7 +181,8 @@ class ProcessedEvent(Base):
 
 
 class OutboxEvent(Base):
-    """The transactional outbox, with the columns Debezium's outbox router expects."""
+    """The transactional outbox, with the columns Debezium's outbox router expects; a row is deleted
+    once the relay has published it, so every row is pending."""
 
     __tablename__ = "events"
 
@@ -192,9 +193,6 @@ class OutboxEvent(Base):
     type: Mapped[str] = mapped_column(String(64))
     timestamp: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[str] = mapped_column(Text)
-    sent_at: Mapped[int | None] = mapped_column(BigInteger)
-
-    __table_args__ = (Index("ix_events_unsent", "sent_at", "seq"),)
 
 
 class ServiceState(Base):

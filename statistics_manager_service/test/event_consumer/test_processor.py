@@ -63,7 +63,6 @@ def snapshot(context: ServiceContext) -> dict[str, list[tuple[Any, ...]]]:
         "processed_at",
         "created_at",
         "timestamp",
-        "sent_at",
         "id",
         "seq",
         "payload",

@@ -101,7 +101,7 @@ class Deployment:
 
     def unsent_outbox(self) -> int:
         """How many outbox events the relay has not published yet."""
-        return self.count("SELECT count(*) FROM events WHERE sent_at IS NULL")
+        return self.count("SELECT count(*) FROM events")
 
     def processed_ids(self) -> set[str]:
         """Every processed event id."""

@@ -4,7 +4,8 @@ Moves `raw_readings` (a row per reading) into `reading_days` (a row per househol
 UTC day), household by household in batches of bounded size, and drops every row of
 `statistics_periods` but the daily ones: quarter hours and hours are computed from the readings,
 weeks, months and years from the days, when asked for. Daily rows are kept as they are. The whole upgrade is one transaction: an interrupted upgrade
-leaves the previous revision intact and is run again from the start. On PostgreSQL the packed
+leaves the previous revision intact and is run again from the start. Published outbox rows are
+deleted and `events.sent_at` dropped: the relay now deletes rows once published. On PostgreSQL the packed
 columns use lz4 TOAST compression where the server has it, and changes to `reading_days` are
 announced like those of the tables of 0002.
 
@@ -90,6 +91,11 @@ def upgrade() -> None:
         connection.execute(sa.insert(days), [dict(zip(DAY_COLUMNS, row, strict=True)) for row in rows])
     op.execute("DELETE FROM statistics_periods WHERE granularity <> 'daily'")
     op.drop_table("raw_readings")
+    # The relay deletes what it publishes: rows already published go, and `sent_at` with them.
+    op.execute("DELETE FROM events WHERE sent_at IS NOT NULL")
+    with op.batch_alter_table("events") as batch_op:
+        batch_op.drop_index("ix_events_unsent")
+        batch_op.drop_column("sent_at")
     if postgres:
         for suffix, event, transition in ROW_EVENTS:
             op.execute(
@@ -119,6 +125,9 @@ def _now(connection: sa.Connection) -> int:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events") as batch_op:
+        batch_op.add_column(sa.Column("sent_at", sa.BigInteger(), nullable=True))
+        batch_op.create_index("ix_events_unsent", ["sent_at", "seq"], unique=False)
     op.create_table(
         "raw_readings",
         sa.Column("user_id", sa.String(length=10), nullable=False),
