@@ -13,6 +13,11 @@ fresh database (created and dropped by this script, also on failure):
 - `... (lz4, all compressed)`: the two lz4 shapes again with every column compressed inline
   (`toast_tuple_target = 128`, `STORAGE MAIN`): by default PostgreSQL compresses a row's largest
   values only until the row fits in ~2 KB, which hides the difference between the encodings;
+- `day_bytea_xor (lz4, all compressed)`: Gorilla-style, every float64 column stored as the XOR of each
+  value's 64-bit pattern with the previous one's in the row (first value as is), offsets as int32 deltas;
+- `day_bytea_xor_shuffle (lz4, all compressed)`: the same, then byte-shuffled per column and row as
+  Blosc's shuffle filter does (all first bytes of the 8-byte words, then all second bytes, ...; 4-byte
+  words for the offsets), so that the mostly-zero high bytes of the XORs form long runs for lz4;
 - `today`: the raw rows plus one 15-minute `statistics_periods` row per reading (the columns of
   migration 0001).
 
@@ -22,7 +27,8 @@ beforehand, median of 3, truncated in between); the median time over 200 random 
 household's readings for one day, and (on a second fleet of 20 households x 62 days, loaded after the
 size was taken) for 31 consecutive days, up to NumPy columns (`ts` and the six values); and the time
 to fetch every row of the fleet with one `SELECT *` and to decode those rows into NumPy arrays.
-Every decoded result is checked against the generated data.
+Every decoded result is checked against the generated data (bit for bit for the XOR shapes, whose
+decoding undoes the shuffle and takes `np.bitwise_xor.accumulate` of the words).
 
 PostgreSQL on 127.0.0.1:5432, user postgres, trust auth. Takes about a minute (2 cores).
 
@@ -195,6 +201,30 @@ def bytea_field(matrix: np.ndarray, dtype: str, null: np.ndarray | None = None) 
     return Field(np.ascontiguousarray(matrix, dtype=dtype).view(np.uint8).reshape(matrix.shape[0], -1), null)
 
 
+def shuffle_bytes(matrix: np.ndarray, dtype: str) -> np.ndarray:
+    """Each row's array packed as `dtype`, its bytes transposed (Blosc's shuffle): the first byte of every
+    element, then every second byte, ... -> uint8, (rows, elements * itemsize)."""
+    packed = np.ascontiguousarray(matrix, dtype=dtype)
+    rows, elements = packed.shape
+    planes = packed.view(np.uint8).reshape(rows, elements, packed.itemsize).transpose(0, 2, 1)
+    return np.ascontiguousarray(planes).reshape(rows, -1)
+
+
+def unshuffle_bytes(data: bytes, dtype: str) -> np.ndarray:
+    """The inverse of `shuffle_bytes` for one row."""
+    planes = np.frombuffer(data, dtype=np.uint8).reshape(np.dtype(dtype).itemsize, -1)
+    return np.ascontiguousarray(planes.T).view(dtype).ravel()
+
+
+def xor_previous(matrix: np.ndarray) -> np.ndarray:
+    """Each float64's bit pattern XOR the previous one's in its row (the first as is), as little-endian
+    uint64; `np.bitwise_xor.accumulate` along a row gives the bit patterns back."""
+    bits = np.ascontiguousarray(matrix, dtype="<f8").view("<u8")
+    words = bits.copy()
+    words[:, 1:] ^= bits[:, :-1]
+    return words
+
+
 def encode_copy(fields: Sequence[Field]) -> bytes:
     """A binary COPY stream of the rows; NULL fields lose their bytes (one boolean mask over the matrix)."""
     rows = fields[0].payload.shape[0]
@@ -344,14 +374,35 @@ def periods_copy(fleet: Fleet) -> bytes:
 class DayCodec:
     """How a day row's columns are packed into PostgreSQL values and decoded back into NumPy arrays."""
 
-    kind: str  # "float8[]", "bytea" or "bytea_delta"
+    kind: str  # "float8[]", "bytea", "bytea_delta", "bytea_xor" or "bytea_xor_shuffle"
+
+    @property
+    def xor(self) -> bool:
+        return self.kind in ("bytea_xor", "bytea_xor_shuffle")
+
+    @property
+    def shuffle(self) -> bool:
+        return self.kind == "bytea_xor_shuffle"
+
+    @property
+    def delta_offsets(self) -> bool:
+        return self.kind == "bytea_delta" or self.xor
+
+    def packed_field(self, matrix: np.ndarray, dtype: str, null: np.ndarray | None = None) -> Field:
+        """Each row's array packed as `dtype` into a bytea, byte-shuffled if the codec says so."""
+        if self.shuffle:
+            return Field(shuffle_bytes(matrix, dtype), null)
+        return bytea_field(matrix, dtype, null)
+
+    def unpack(self, data: bytes, dtype: str) -> np.ndarray:
+        return unshuffle_bytes(data, dtype) if self.shuffle else np.frombuffer(data, dtype=dtype)
 
     def offsets_field(self, offsets: np.ndarray) -> Field:
         if self.kind == "float8[]":
             return array_field(offsets, INT4_OID, ">i4")
-        if self.kind == "bytea_delta":
+        if self.delta_offsets:
             offsets = np.diff(offsets, axis=1, prepend=0)
-        return bytea_field(offsets, "<i4")
+        return self.packed_field(offsets, "<i4")
 
     def values_field(self, name: str, matrix: np.ndarray) -> Field:
         absent = np.isnan(matrix).all(axis=1)
@@ -362,6 +413,8 @@ class DayCodec:
             if np.isnan(matrix[~absent]).any():
                 raise ValueError(f"{name}: a gap inside a day cannot be delta-encoded here")
             matrix = np.diff(matrix, axis=1, prepend=0.0)
+        if self.xor:
+            return self.packed_field(xor_previous(matrix), "<u8", null)
         return bytea_field(matrix, "<f8", null)
 
     def decode(self, row: Sequence[Any]) -> Readings:
@@ -375,14 +428,15 @@ class DayCodec:
                     np.full(ts.size, np.nan) if value is None else np.array(value, dtype=np.float64)
                 )
             return result
-        delta = self.kind == "bytea_delta"
-        steps = np.frombuffer(offsets, dtype="<i4")
-        ts = (np.cumsum(steps, dtype=np.int64) if delta else steps.astype(np.int64)) + day
+        steps = self.unpack(offsets, "<i4")
+        ts = (np.cumsum(steps, dtype=np.int64) if self.delta_offsets else steps.astype(np.int64)) + day
         result = {"ts": ts}
         for name, value in zip(VALUE_COLUMNS, values, strict=True):
             if value is None:
                 result[name] = np.full(ts.size, np.nan)
-            elif delta and name in REGISTERS:
+            elif self.xor:
+                result[name] = np.bitwise_xor.accumulate(self.unpack(value, "<u8")).view("<f8")
+            elif self.kind == "bytea_delta" and name in REGISTERS:
                 result[name] = np.cumsum(np.frombuffer(value, dtype="<f8"))
             else:
                 result[name] = np.frombuffer(value, dtype="<f8")
@@ -443,9 +497,16 @@ def day_reader(codec: DayCodec) -> Callable[[Cursor, str, int, int], Readings]:
     return read_days
 
 
-def assert_same(actual: Readings, expected: Readings, what: str) -> None:
+def assert_same(actual: Readings, expected: Readings, what: str, bits: bool = False) -> None:
+    """Equal values (NaN equal to NaN), or with `bits` the same 64-bit patterns."""
     for name, values in expected.items():
-        if not np.array_equal(actual[name], values, equal_nan=True):
+        if bits:
+            same = actual[name].dtype == values.dtype and np.array_equal(
+                actual[name].view(np.uint64), values.view(np.uint64)
+            )
+        else:
+            same = np.array_equal(actual[name], values, equal_nan=True)
+        if not same:
             raise AssertionError(f"{what}: {name} differs from the generated readings")
 
 
@@ -465,6 +526,7 @@ class Shape:
     decode_all: Callable[[list[tuple[Any, ...]]], list[Readings]]
     compressed_columns: tuple[str, ...] = ()
     needs_lz4: bool = False
+    bit_exact: bool = False  # checked bit for bit against the generated readings
 
 
 def row_shape(name: str, with_periods: bool) -> Shape:
@@ -502,6 +564,7 @@ def day_shape(name: str, codec: DayCodec, lz4: bool = False, compress_all: bool 
         decode_all=lambda rows: [codec.decode(row[2:10]) for row in rows],  # day .. voltage_v
         compressed_columns=("ts_offsets", *VALUE_COLUMNS),
         needs_lz4=lz4,
+        bit_exact=codec.xor,
     )
 
 
@@ -514,6 +577,13 @@ SHAPES = (
     # Not in the brief: every column compressed (see compress_all_ddl), to compare the encodings themselves.
     day_shape("day_bytea (lz4, all compressed)", DayCodec("bytea"), lz4=True, compress_all=True),
     day_shape("day_bytea_delta (lz4, all compressed)", DayCodec("bytea_delta"), lz4=True, compress_all=True),
+    day_shape("day_bytea_xor (lz4, all compressed)", DayCodec("bytea_xor"), lz4=True, compress_all=True),
+    day_shape(
+        "day_bytea_xor_shuffle (lz4, all compressed)",
+        DayCodec("bytea_xor_shuffle"),
+        lz4=True,
+        compress_all=True,
+    ),
     row_shape("today (raw + 15-min statistics)", with_periods=True),
 )
 
@@ -648,7 +718,7 @@ def measure_fetch_all(cursor: Cursor, shape: Shape, fleet: Fleet, result: Result
     head = concatenate(decoded[: fleet.days])  # the first household
     steps = fleet.days * PER_DAY
     head = {name: values[:steps] for name, values in head.items()}
-    assert_same(head, fleet.expected(0, 0, fleet.days), f"{shape.name}, SELECT *")
+    assert_same(head, fleet.expected(0, 0, fleet.days), f"{shape.name}, SELECT *", shape.bit_exact)
     if sum(part["ts"].size for part in decoded) != fleet.readings:
         raise AssertionError(f"{shape.name}: SELECT * decoded the wrong number of readings")
 
@@ -662,7 +732,8 @@ def median_read_ms(
         started = time.perf_counter()
         readings = shape.read(cursor, fleet.user_ids[household], start_s, start_s + days * DAY_S)
         seconds.append(time.perf_counter() - started)
-        assert_same(readings, fleet.expected(household, first_day, days), f"{shape.name}, {days} day(s)")
+        expected = fleet.expected(household, first_day, days)
+        assert_same(readings, expected, f"{shape.name}, {days} day(s)", shape.bit_exact)
     return statistics.median(seconds) * 1e3
 
 

@@ -50,6 +50,7 @@ DAY_COLUMNS = [
 KEYS_PER_DELETE = 2_000
 _OFFSET_TYPE = np.dtype("<i4")
 _VALUE_TYPE = np.dtype("<f8")
+_BITS_TYPE = np.dtype("<u8")
 
 
 class CorruptDayRow(ValueError):
@@ -95,8 +96,28 @@ def merge_duplicates(readings: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _differences(values: np.ndarray, starts: np.ndarray, xor: bool) -> np.ndarray:
+    """Each value against the previous one of its day row (XOR of bit patterns, or subtraction);
+    the first of each row is kept as it is."""
+    previous = np.empty_like(values)
+    previous[1:] = values[:-1]
+    previous[starts] = 0
+    return values ^ previous if xor else values - previous
+
+
+def _shuffled(values: np.ndarray) -> bytes:
+    """The values' bytes grouped by significance: all first bytes, then all second bytes, …"""
+    return values.view(np.uint8).reshape(values.size, values.itemsize).T.tobytes()
+
+
 def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]]:
-    """Pack readings sorted by (user, source, ts) without repeats into day rows (DAY_COLUMNS order)."""
+    """Pack readings sorted by (user, source, ts) without repeats into day rows (DAY_COLUMNS order).
+
+    Within a day row, offsets are stored as differences and values as the XOR of each value's bit
+    pattern with the previous one's, both with their bytes grouped by significance: slowly
+    changing registers then leave long runs of equal bytes for the compression, and decoding is
+    exact.
+    """
     if readings.empty:
         return []
     ts = readings["ts"].to_numpy(dtype=np.int64)
@@ -107,12 +128,13 @@ def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]
     change[1:] = (users[1:] != users[:-1]) | (sources[1:] != sources[:-1]) | (days[1:] != days[:-1])
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], ts.size)
-    offsets = (ts - days).astype(_OFFSET_TYPE)
-    values = {
-        name: readings[name].to_numpy(dtype=np.float64, na_value=np.nan).astype(_VALUE_TYPE, copy=False)
-        for name in READING_VALUE_COLUMNS
-    }
-    present = {name: np.add.reduceat(~np.isnan(column), starts) > 0 for name, column in values.items()}
+    offsets = _differences((ts - days).astype(_OFFSET_TYPE), starts, xor=False)
+    values = {}
+    present = {}
+    for name in READING_VALUE_COLUMNS:
+        column = readings[name].to_numpy(dtype=np.float64, na_value=np.nan).astype(_VALUE_TYPE, copy=False)
+        present[name] = np.add.reduceat(~np.isnan(column), starts) > 0
+        values[name] = _differences(column.view(_BITS_TYPE), starts, xor=True)
     rows = []
     for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         rows.append(
@@ -123,9 +145,9 @@ def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]
                 end - start,
                 int(ts[start]),
                 int(ts[end - 1]),
-                offsets[start:end].tobytes(),
+                _shuffled(offsets[start:end]),
                 *(
-                    values[name][start:end].tobytes() if present[name][index] else None
+                    _shuffled(values[name][start:end]) if present[name][index] else None
                     for name in READING_VALUE_COLUMNS
                 ),
                 updated_at,
@@ -137,7 +159,24 @@ def encode_days(readings: pd.DataFrame, updated_at: int) -> list[tuple[Any, ...]
 @functools.lru_cache(maxsize=256)
 def _missing(count: int) -> bytes:
     """The packed values of a column absent from a day row of `count` readings."""
-    return np.full(count, np.nan, dtype=_VALUE_TYPE).tobytes()
+    nan = np.full(count, np.nan, dtype=_VALUE_TYPE).view(_BITS_TYPE)
+    return _shuffled(_differences(nan, np.zeros(1, dtype=np.int64), xor=True))
+
+
+def _unpacked(blobs: list[Any], counts: np.ndarray, dtype: np.dtype[Any], name: str, xor: bool) -> np.ndarray:
+    """Undo `encode_days` for one column of many day rows: readings in row order."""
+    out = np.empty(int(counts.sum()), dtype=dtype)
+    row_starts = np.cumsum(counts) - counts
+    for count in np.unique(counts).tolist():  # rows of one length at a time, usually one or two
+        rows = np.flatnonzero(counts == count)
+        data = b"".join(blobs[row] for row in rows.tolist())
+        if len(data) != rows.size * count * dtype.itemsize:
+            raise CorruptDayRow(f"reading_days: {name} does not match reading_count")
+        grouped = np.frombuffer(data, dtype=np.uint8).reshape(rows.size, dtype.itemsize, count)
+        differences = np.ascontiguousarray(grouped.transpose(0, 2, 1)).view(dtype).reshape(rows.size, count)
+        restored = np.bitwise_xor.accumulate(differences, axis=1) if xor else np.cumsum(differences, axis=1)
+        out[(row_starts[rows][:, None] + np.arange(count)).ravel()] = restored.ravel()
+    return out
 
 
 def decode_days(rows: pd.DataFrame) -> pd.DataFrame:
@@ -145,11 +184,8 @@ def decode_days(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return empty_readings()
     counts = rows["reading_count"].to_numpy(dtype=np.int64)
-    total = int(counts.sum())
-    offsets = np.frombuffer(b"".join(rows["ts_offsets"].tolist()), dtype=_OFFSET_TYPE)
-    if offsets.size != total:
-        raise CorruptDayRow("reading_days: ts_offsets do not match reading_count")
     days = rows["day"].to_numpy(dtype=np.int64)
+    offsets = _unpacked(rows["ts_offsets"].tolist(), counts, _OFFSET_TYPE, "ts_offsets", xor=False)
     columns: dict[str, Any] = {
         "user_id": np.repeat(rows["user_id"].to_numpy(dtype=object), counts),
         "source": np.repeat(rows["source"].to_numpy(dtype=object), counts),
@@ -160,10 +196,8 @@ def decode_days(rows: pd.DataFrame) -> pd.DataFrame:
             _missing(count) if blob is None else blob
             for blob, count in zip(rows[name].tolist(), counts.tolist(), strict=True)
         ]
-        column = np.frombuffer(b"".join(blobs), dtype=_VALUE_TYPE)
-        if column.size != total:
-            raise CorruptDayRow(f"reading_days: {name} does not match reading_count")
-        columns[name] = column.astype(np.float64)
+        bits = _unpacked(blobs, counts, _BITS_TYPE, name, xor=True)
+        columns[name] = bits.view(_VALUE_TYPE).astype(np.float64)
     columns["updated_at"] = np.repeat(rows["updated_at"].to_numpy(dtype=np.int64), counts)
     return pd.DataFrame(columns)
 

@@ -6,8 +6,8 @@ UTC day), household by household in batches of bounded size, and drops every row
 weeks, months and years from the days, when asked for. Daily rows are kept as they are. The whole upgrade is one transaction: an interrupted upgrade
 leaves the previous revision intact and is run again from the start. Published outbox rows are
 deleted and `events.sent_at` dropped: the relay now deletes rows once published. On PostgreSQL the packed
-columns use lz4 TOAST compression where the server has it, and changes to `reading_days` are
-announced like those of the tables of 0002.
+columns are compressed whatever the row's size (lz4 where the server has it), and changes to
+`reading_days` are announced like those of the tables of 0002.
 
 Downgrade restores `raw_readings` from the day rows; the other levels of the previous revision
 are then rebuilt by its own code (`rebuild`), not by the downgrade.
@@ -47,6 +47,8 @@ PACKED_COLUMNS = (
 )
 REQUIRED_PACKED = ("ts_offsets", "energy_imported_wh", "energy_exported_wh")
 HOUSEHOLDS_PER_BATCH = 200
+# Bytes from which PostgreSQL compresses a row's values (the smallest it takes; default ~2 kB).
+TOAST_TUPLE_TARGET = 128
 ROW_EVENTS = (("inserted", "INSERT", "NEW"), ("updated", "UPDATE", "NEW"), ("deleted", "DELETE", "OLD"))
 
 
@@ -79,9 +81,13 @@ def upgrade() -> None:
     )
     connection = op.get_bind()
     postgres = connection.dialect.name == "postgresql"
-    if postgres and _has_lz4(connection):
+    if postgres:
+        # Compress every packed value, not only those of rows past ~2 kB, and keep them in the row.
+        op.execute(f"ALTER TABLE reading_days SET (toast_tuple_target = {TOAST_TUPLE_TARGET})")
         for name in PACKED_COLUMNS:
-            op.execute(f"ALTER TABLE reading_days ALTER COLUMN {name} SET COMPRESSION lz4")
+            op.execute(f"ALTER TABLE reading_days ALTER COLUMN {name} SET STORAGE MAIN")
+            if _has_lz4(connection):
+                op.execute(f"ALTER TABLE reading_days ALTER COLUMN {name} SET COMPRESSION lz4")
     raw, days = _raw_readings_table(), _reading_days_table()
     for users in _batches(connection, "raw_readings"):
         statement = sa.select(*(raw.c[name] for name in READING_COLUMNS)).where(raw.c.user_id.in_(users))
