@@ -17,6 +17,7 @@ from statistics_manager_service.storage.readings import (
     load_day_readings,
     load_reading_windows,
     neighbour_times,
+    source_keys,
 )
 from statistics_manager_service.storage.signals import load_intensity, load_prices
 from statistics_manager_service.storage.tables import Household
@@ -154,16 +155,13 @@ def _day_rows(
             "day": low[window_of] + SECONDS_PER_DAY * day_index,
         }
     )
-    needed_keys = _day_keys(needed["user_id"], needed["source"], needed["day"])
-    known_keys = _day_keys(known["user_id"], known["source"], day_of(known["ts"]))
-    held = needed_keys.isin(known_keys)
-    parts = [known[known_keys.isin(needed_keys)], load_day_readings(session, needed[~held])]
-    return pd.concat([part for part in parts if not part.empty] or [parts[1]], ignore_index=True)
-
-
-def _day_keys(users: pd.Series, sources: pd.Series, days: pd.Series) -> pd.Index:
-    """One label per (user_id, source, day)."""
-    return pd.Index(users.astype(str) + "\x00" + sources.astype(str) + "\x00" + days.astype(str))
+    needed_keys = source_keys(needed["user_id"], needed["source"], needed["day"])
+    known_keys = source_keys(known["user_id"], known["source"], day_of(known["ts"]))
+    held = known[known_keys.isin(needed_keys)]
+    missing = needed[~needed_keys.isin(known_keys)]
+    return (
+        held if missing.empty else pd.concat([held, load_day_readings(session, missing)], ignore_index=True)
+    )
 
 
 def priced_buckets(

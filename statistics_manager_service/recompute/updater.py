@@ -43,6 +43,7 @@ from statistics_manager_service.storage.readings import (
     merge_duplicates,
     neighbour_times,
     reading_span,
+    source_keys,
     store_readings,
 )
 from statistics_manager_service.storage.tables import Household, StatisticsPeriod
@@ -300,11 +301,6 @@ class StatisticsUpdater:
         return Recomputed(windows)
 
 
-def _pair_keys(frame: pd.DataFrame) -> pd.Index:
-    """One label per row for its (user_id, source) pair."""
-    return pd.Index(frame["user_id"].astype(str) + "\x00" + frame["source"].astype(str))
-
-
 def _adjacent_readings(readings: pd.DataFrame, spans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per span (user_id, source, min, max): the reading of `readings` (sorted by user, source and
     time) just before `min` and just after `max`, as float seconds, NaN where there is none."""
@@ -312,9 +308,10 @@ def _adjacent_readings(readings: pd.DataFrame, spans: pd.DataFrame) -> tuple[np.
     following = np.full(len(spans), np.nan)
     if readings.empty or spans.empty:
         return previous, following
-    pairs = _pair_keys(readings)
-    codes = pd.Index(pairs.unique()).get_indexer(pairs).astype(np.int64)
-    span_codes = pd.Index(pairs.unique()).get_indexer(_pair_keys(spans)).astype(np.int64)
+    pairs = source_keys(readings["user_id"], readings["source"])
+    distinct = pd.Index(pairs.unique())
+    codes = distinct.get_indexer(pairs).astype(np.int64)
+    span_codes = distinct.get_indexer(source_keys(spans["user_id"], spans["source"])).astype(np.int64)
     ts = readings["ts"].to_numpy(dtype=np.int64)
     origin = int(min(ts.min(), spans["min"].min()))
     keys = composite_keys(codes, ts, origin)

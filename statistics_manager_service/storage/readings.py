@@ -57,6 +57,14 @@ class CorruptDayRow(ValueError):
     """A stored day row whose arrays disagree with its reading count."""
 
 
+def source_keys(users: pd.Series, sources: pd.Series, days: Any = None) -> pd.Index:
+    """One label per (user_id, source) pair, or per (user_id, source, day) with `days`."""
+    labels = users.astype(str) + "\x00" + sources.astype(str)
+    if days is not None:
+        labels = labels + "\x00" + pd.Series(days, index=labels.index).astype(str)
+    return pd.Index(labels)
+
+
 def day_of(ts_s: Any) -> Any:
     """Return the start (epoch seconds) of the UTC day holding each instant."""
     return ts_s // DAY_S * DAY_S
@@ -229,19 +237,18 @@ def _day_windows(keys: pd.DataFrame) -> pd.DataFrame:
 
 def _read_day_rows(session: Session, windows: pd.DataFrame) -> pd.DataFrame:
     """Day rows (DAY_COLUMNS) whose `day` lies in a (user_id, source, start_s, end_s) window."""
-    frame = read_windows(session, ReadingDay.__table__, DAY_COLUMNS, windows, ["user_id", "source"], "day")
-    return frame
+    return read_windows(session, ReadingDay.__table__, DAY_COLUMNS, windows, ["user_id", "source"], "day")
 
 
-def store_readings(session: Session, readings: pd.DataFrame) -> pd.DataFrame:
-    """Merge readings into their day rows; return the day rows' readings as now stored.
+def store_readings(session: Session, incoming: pd.DataFrame) -> pd.DataFrame:
+    """Merge readings (as `merge_duplicates` returns them) into their day rows; return the day
+    rows' readings as now stored.
 
     The returned frame holds every reading of each day touched (READING_COLUMNS and
     `updated_at`), sorted by (user, source, ts).
     """
-    if readings.empty:
+    if incoming.empty:
         return empty_readings()
-    incoming = merge_duplicates(readings)
     keys = pd.DataFrame(
         {
             "user_id": incoming["user_id"].to_numpy(),
@@ -300,9 +307,9 @@ def load_reading_windows(session: Session, windows: pd.DataFrame) -> pd.DataFram
     readings = decode_days(rows)
     if readings.empty:
         return readings
-    window_keys = pd.Index(windows["user_id"].astype(str) + "\x00" + windows["source"].astype(str))
+    window_keys = source_keys(windows["user_id"], windows["source"])
     if window_keys.is_unique:  # the usual case: one window per household and source
-        position = window_keys.get_indexer(pd.Index(readings["user_id"] + "\x00" + readings["source"]))
+        position = window_keys.get_indexer(source_keys(readings["user_id"], readings["source"]))
         at = np.where(position >= 0, position, 0)
         ts = readings["ts"].to_numpy(dtype=np.int64)
         keep = (
