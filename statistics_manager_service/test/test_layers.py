@@ -14,32 +14,16 @@ from statistics_manager_service.test.aggregation.test_purity import imported_mod
 
 PACKAGE = "statistics_manager_service"
 ROOT = Path(statistics_manager_service.__file__).parent
+# The wiring at the top: it builds and runs everything below it.
+WIRING = {"app", "context", "tariff_loading", "controllers", "demo"}
+ABOVE_QUERY = WIRING | {"event_consumer", "event_producers"}
+ABOVE_RECOMPUTE = ABOVE_QUERY | {"query"}
 # Each part of the service, and the parts above it that it must not import.
 ABOVE: dict[str, set[str]] = {
-    "storage": {
-        "recompute",
-        "query",
-        "event_consumer",
-        "event_producers",
-        "controllers",
-        "app",
-        "context",
-        "tariff_loading",
-        "background",
-        "demo",
-    },
-    "recompute": {
-        "query",
-        "event_consumer",
-        "event_producers",
-        "controllers",
-        "app",
-        "context",
-        "tariff_loading",
-        "demo",
-    },
-    "query": {"event_consumer", "event_producers", "controllers", "app", "context", "tariff_loading", "demo"},
-    "event_producers": {"event_consumer", "controllers", "query", "app", "demo"},
+    "storage": ABOVE_RECOMPUTE | {"recompute", "background"},
+    "recompute": ABOVE_RECOMPUTE,
+    "query": ABOVE_QUERY,
+    "event_producers": WIRING - {"tariff_loading", "context"} | {"event_consumer", "query"},
     "background": {"event_consumer", "event_producers", "app", "context"},
     "backoff": {"event_consumer", "event_producers", "app", "context"},
 }
