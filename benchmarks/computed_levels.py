@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from late_reading import apply, benchmark_database, history
+from databases import benchmark_database
+from late_reading import apply, history
 
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import build_context
@@ -46,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=30, help="requests per level")
     args = parser.parse_args()
-    with benchmark_database() as url:
+    with benchmark_database("sm_bench_levels") as url:
         context = build_context(make_settings(url))
         try:
             assert process(context, [account_message(USER, tarif_type="tri-hourly")]) == []

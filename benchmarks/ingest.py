@@ -49,12 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from databases import benchmark_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SIGN_KEY = "statistics-manager-ingest-benchmark-signing-key-" + "0123456789abcdef" * 2
 START = dt.datetime(2026, 5, 4, tzinfo=dt.UTC)  # a Monday; Lisbon is UTC+1 then
 STEP_S = 900
@@ -237,27 +237,17 @@ def expected_days(fleet: Fleet) -> tuple[int, float]:
 
 
 @contextlib.contextmanager
-def benchmark_database() -> Iterator[str]:
+def migrated_database() -> Iterator[str]:
     """Create an empty, migrated database, yield its URL, and drop it afterwards."""
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
     from statistics_manager_service.storage import migrate
 
-    name = f"sm_bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with benchmark_database("sm_bench_ingest") as url:
         engine = sa.create_engine(url)
         migrate.upgrade(engine)
         engine.dispose()
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def free_port() -> int:
@@ -573,7 +563,7 @@ def run_scenario(scenario: Scenario, profile_dir: Path | None) -> Result:
     )
     profile = None if profile_dir is None else profile_dir / f"worker-{scenario.name}.txt"
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    with KafkaBroker(storage="memory") as broker, benchmark_database() as database_url:
+    with KafkaBroker(storage="memory") as broker, migrated_database() as database_url:
         broker.create_topics([prefix + name for name in TOPICS], partitions=PARTITIONS)
         elapsed, produced, worker_cpu, stored_bytes = end_to_end(
             database_url, broker.bootstrap_servers, prefix, fleet, messages, profile

@@ -16,17 +16,12 @@ Run: .venv/bin/python benchmarks/late_reading.py [--trials 40]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import time
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from databases import benchmark_database
 
 from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.storage.engine import session_scope
@@ -34,28 +29,10 @@ from statistics_manager_service.storage.households import ensure_households
 from statistics_manager_service.tariff_loading import updater_for
 from statistics_manager_service.test.conftest import make_settings
 
-ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 QUARTER_S = 900
 HISTORIES = {"month": ("monthhome1", 31), "year": ("yearhome01", 365)}
 TARGET_RATIO = 1.5
-
-
-@contextlib.contextmanager
-def benchmark_database() -> Iterator[str]:
-    """Create an empty database, yield its URL, and drop it afterwards (also on failure)."""
-    name = f"sm_bench_late_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def history(user_id: str, days: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -103,7 +80,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=40, help="late readings per household")
     args = parser.parse_args()
     rng = np.random.default_rng(20261202)
-    with benchmark_database() as url:
+    with benchmark_database("sm_bench_late") as url:
         context = build_context(make_settings(url))
         try:
             stored = {}

@@ -38,16 +38,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from databases import ADMIN_URL, benchmark_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SIGN_KEY = "statistics-manager-query-benchmark-signing-key-" + "0123456789abcdef" * 2
 MEASURED_USER = "benchhome1"
 YEAR_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -87,25 +87,6 @@ def serve_bare(port: int, body_path: str) -> None:
 
 
 # --- database ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def benchmark_database(template_url: str | None = None) -> Iterator[str]:
-    """Create a database (empty, or a copy of `template_url`'s), yield its URL, and drop it afterwards."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"sm_bench_query_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    template = f' TEMPLATE "{make_url(template_url).database}"' if template_url else ""
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"{template}'))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def year_of_readings() -> list[list[dict[str, Any]]]:
@@ -490,12 +471,12 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, Python {python}; wrk -t{WRK_THREADS} -c{CONNECTIONS} --latency")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        small_db = stack.enter_context(benchmark_database())
+        small_db = stack.enter_context(benchmark_database("sm_bench_query"))
         seconds = load_measured_household(small_db)
         print(f"loaded {MEASURED_USER} (a year of 15-minute readings) through the handlers: {seconds:.1f} s")
         seconds = add_synthetic_households(small_db, 1, 99)
         print(f"copied 99 synthetic households in {seconds:.1f} s")
-        large_db = stack.enter_context(benchmark_database(template_url=small_db))
+        large_db = stack.enter_context(benchmark_database("sm_bench_query", template_url=small_db))
         seconds = add_synthetic_households(large_db, 100, args.households - 100)
         print(
             f"copied {args.households - 100:,} more synthetic households into a copy of it: {seconds:.1f} s"
