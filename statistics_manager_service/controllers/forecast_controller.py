@@ -45,11 +45,13 @@ def energy_consumed_forecast_vs_real_get(
     return json_response(body, headers={"X-Total-Count": str(total)})
 
 
-def ecosignal_forecast_get(forecast_day: str, zone: str | None = None) -> flask.Response:
-    """The carbon intensity of a zone over a day (forecast, else actual)."""
+def ecosignal_forecast_get(
+    forecast_day: str, zone: str | None = None, day_boundary: str = "utc"
+) -> flask.Response:
+    """The carbon intensity of a zone over a UTC (or local) day: forecast, else actual, else shifted."""
     day = parse_day(forecast_day, "forecast_day")
     context = service_context()
     tz = context.settings.default_timezone
     with session_scope(context.session_factory) as session:
         chosen = zone or caller_zone(session, current_principal().user_id, tz)
-        return json_response(load_ecosignal(session, day, chosen, tz))
+        return json_response(load_ecosignal(session, day, chosen, tz, day_boundary))

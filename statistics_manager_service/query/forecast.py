@@ -18,7 +18,11 @@ from statistics_manager_service.query.series import METRICS, aligned_starts, loa
 from statistics_manager_service.recompute import StatisticsUpdater
 from statistics_manager_service.storage.curves import load_curves
 from statistics_manager_service.storage.households import load_households
-from statistics_manager_service.storage.signals import load_intensity_with_updates
+from statistics_manager_service.storage.signals import (
+    MAX_RESOLUTION_S,
+    load_intensity_with_updates,
+    nearest_intensity_day,
+)
 
 # The time zone of a grid zone's calendar day, for zones this service knows.
 ZONE_TIMEZONES = {"PT": "Europe/Lisbon", "ES": "Europe/Madrid", "FR": "Europe/Paris", "DE": "Europe/Berlin"}
@@ -94,29 +98,122 @@ def _utc_text(epoch_s: int) -> str:
     return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def load_ecosignal(session: Session, day: dt.date, zone: str, default_timezone: str) -> list[dict[str, Any]]:
-    """Return the zone's carbon intensity over a local day: forecasts, actual values where none."""
-    tz = ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone))
-    start_s = int(dt.datetime.combine(day, dt.time(), tz).timestamp())
-    end_s = int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz).timestamp())
-    values = load_intensity_with_updates(session, zone, start_s, end_s)
+# The days an ecosignal answer may cover: the UTC day (as the FlexiHome service answered) or the
+# grid zone's local day.
+DAY_BOUNDARIES = ("utc", "local")
+# `quality` of an ecosignal item: the day's own value, a value of another day shifted onto the
+# requested day (the day is not published yet), or the nearest value of the answer (a hole).
+QUALITY_OWN, QUALITY_SHIFTED, QUALITY_FILLED = 0, 1, 2
+_FINE_STEP_S = 900
+_HOURLY_STEP_S = 3600
+
+
+def ecosignal_day_range(day: dt.date, zone: str, default_timezone: str, boundary: str) -> tuple[int, int]:
+    """Return the [start, end) epoch seconds of `day` in UTC or in the zone's local calendar."""
+    tz: dt.tzinfo = dt.UTC if boundary == "utc" else ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone))
+    start = dt.datetime.combine(day, dt.time(), tz)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def covering_values(values: pd.DataFrame, instants: np.ndarray) -> pd.DataFrame:
+    """For each instant, the stored value holding at it: a forecast before an actual value.
+
+    Returns `ts` (the start of the value's interval, -1 where none holds), `value` and
+    `updated_at`, one row per instant.
+    """
+    found_ts = np.full(instants.size, -1, dtype=np.int64)
+    found_value = np.full(instants.size, np.nan)
+    found_updated = np.zeros(instants.size, dtype=np.int64)
+    for kind in ("actual", "forecast"):  # a forecast overrides an actual value
+        of_kind = values[values["kind"] == kind].sort_values("ts")
+        if of_kind.empty:
+            continue
+        ts = of_kind["ts"].to_numpy(dtype=np.int64)
+        ends = ts + of_kind["resolution_s"].to_numpy(dtype=np.int64)
+        at = np.searchsorted(ts, instants, side="right") - 1
+        holds = (at >= 0) & (instants < ends[np.maximum(at, 0)])
+        chosen = at[holds]
+        found_ts[holds] = ts[chosen]
+        found_value[holds] = of_kind["value"].to_numpy(dtype=np.float64)[chosen]
+        found_updated[holds] = of_kind["updated_at"].to_numpy(dtype=np.int64)[chosen]
+    return pd.DataFrame({"ts": found_ts, "value": found_value, "updated_at": found_updated})
+
+
+def _step_of(values: pd.DataFrame) -> int:
+    """Quarter hours when the finest value holds for 15 minutes or less, else hours."""
     if values.empty:
+        return _HOURLY_STEP_S
+    return _FINE_STEP_S if int(values["resolution_s"].min()) <= _FINE_STEP_S else _HOURLY_STEP_S
+
+
+def load_ecosignal(
+    session: Session, day: dt.date, zone: str, default_timezone: str, boundary: str = "utc"
+) -> list[dict[str, Any]]:
+    """Return a zone's carbon intensity over a day, one item per hour (or quarter hour when the
+    source is that fine), never fewer while any value of the zone is stored.
+
+    Intervals of the day take its own values (forecast before actual, quality 0). When the day is
+    not published yet, or only partly, the missing intervals take the values at the same time of
+    the most recent earlier day with data (the earliest later day when there is none), quality 1;
+    intervals still missing take the nearest value of the answer, quality 2. Every item carries the
+    newest update time of the values used, so that the answer reads as one forecast run.
+    """
+    start_s, end_s = ecosignal_day_range(day, zone, default_timezone, boundary)
+    own = load_intensity_with_updates(session, zone, start_s - MAX_RESOLUTION_S, end_s)
+    own = own[own["ts"].to_numpy() + own["resolution_s"].to_numpy() > start_s]
+    other = own.iloc[0:0]
+    source_start = start_s
+    slots = _slots(start_s, end_s, _step_of(own))
+    if own.empty or (covering_values(own, slots)["ts"].to_numpy() < 0).any():
+        nearest = nearest_intensity_day(session, zone, start_s, end_s)
+        if nearest is not None:
+            tz = ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone)) if boundary == "local" else dt.UTC
+            source_day = dt.datetime.fromtimestamp(nearest, tz).date()
+            source_start, source_end = ecosignal_day_range(source_day, zone, default_timezone, boundary)
+            other = load_intensity_with_updates(session, zone, source_start - MAX_RESOLUTION_S, source_end)
+            if own.empty:
+                slots = _slots(start_s, end_s, _step_of(other))
+    chosen = covering_values(own, slots)
+    quality = np.where(chosen["ts"].to_numpy() >= 0, QUALITY_OWN, -1)
+    missing = np.flatnonzero(quality < 0)
+    if missing.size and not other.empty:
+        shifted = covering_values(other, slots[missing] - start_s + source_start)
+        found = shifted["ts"].to_numpy() >= 0
+        chosen.iloc[missing[found]] = shifted[found].to_numpy()
+        quality[missing[found]] = QUALITY_SHIFTED
+    known = np.flatnonzero(quality >= 0)
+    if known.size == 0:
         return []
-    values = values.assign(rank=(values["kind"] != "forecast").astype(int))
-    values = values.sort_values(["ts", "rank"]).drop_duplicates("ts", keep="first")
+    holes = np.flatnonzero(quality < 0)
+    if holes.size:
+        nearest_known = known[np.abs(known[None, :] - holes[:, None]).argmin(axis=1)]
+        chosen.iloc[holes] = chosen.iloc[nearest_known].to_numpy()
+        quality[holes] = QUALITY_FILLED
+    updated_at = _utc_text(int(chosen["updated_at"].max()))
     return [
         {
-            "datetime": _utc_text(ts),
+            "datetime": _utc_text(slot),
             "request": _utc_text(updated),
             "value": round(value, 4),
             "unit": CO2_UNIT,
-            "quality": 0,
-            "updated_at": _utc_text(updated),
+            "quality": grade,
+            "updated_at": updated_at,
+            "source_datetime": _utc_text(source),
         }
-        for ts, value, updated in zip(
-            values["ts"].tolist(), values["value"].tolist(), values["updated_at"].tolist(), strict=True
+        for slot, source, value, updated, grade in zip(
+            slots.tolist(),
+            chosen["ts"].astype("int64").tolist(),
+            chosen["value"].tolist(),
+            chosen["updated_at"].astype("int64").tolist(),
+            quality.tolist(),
+            strict=True,
         )
     ]
+
+
+def _slots(start_s: int, end_s: int, step_s: int) -> np.ndarray:
+    return np.arange(start_s, end_s, step_s, dtype=np.int64)
 
 
 def caller_zone(session: Session, user_id: str | None, default_timezone: str) -> str:

@@ -77,3 +77,18 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame["resolution_s"] = frame["resolution_s"].astype("int64")
     frame["value"] = frame["value"].astype("float64")
     return frame
+
+
+def nearest_intensity_day(session: Session, zone: str, start_s: int, end_s: int) -> int | None:
+    """Return the start of the newest intensity value of a zone before `start_s`, else of the
+    oldest one from `end_s` on; None when the zone has none."""
+    table = CarbonIntensity.__table__.c
+    before = session.execute(
+        sa.select(sa.func.max(table.ts)).where(table.zone == zone, table.ts < start_s)
+    ).scalar_one_or_none()
+    if before is not None:
+        return int(before)
+    after = session.execute(
+        sa.select(sa.func.min(table.ts)).where(table.zone == zone, table.ts >= end_s)
+    ).scalar_one_or_none()
+    return None if after is None else int(after)

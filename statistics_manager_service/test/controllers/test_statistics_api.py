@@ -376,11 +376,13 @@ def test_ecosignal_forecast_prefers_forecasts(client, auth_headers: Headers, hou
         items = _get(
             client, f"/ecosignal-forecast?forecast_day={day_param}&zone=PT", auth_headers(user_id=FLAT)
         )
-        assert [(i["datetime"], i["value"]) for i in items] == [
-            ("2026-03-28T00:00:00Z", 90.0),
-            ("2026-03-28T01:00:00Z", 90.0),
-            ("2026-03-28T02:00:00Z", 150.0),
+        assert [(i["datetime"], i["value"], i["quality"]) for i in items[:4]] == [
+            ("2026-03-28T00:00:00Z", 90.0, 0),
+            ("2026-03-28T01:00:00Z", 90.0, 0),
+            ("2026-03-28T02:00:00Z", 150.0, 0),
+            ("2026-03-28T03:00:00Z", 150.0, 2),  # the rest of the day: the nearest value
         ]
+        assert len(items) == 24
         assert {i["unit"] for i in items} == {"gCO₂eq/kWh"}
 
 
