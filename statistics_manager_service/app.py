@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from connexion.options import SwaggerUIOptions
 
 from statistics_manager_service.config import Settings
 from statistics_manager_service.context import ServiceContext, build_context
+from statistics_manager_service.exception_handling_utils.errors import NotAcceptable
 from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware, WholeResponseWSGI
@@ -72,6 +74,7 @@ def create_app(
     app.app.extensions["statistics_manager"] = context
     app.app.json.sort_keys = False
     register_error_handlers(app)
+    app.app.before_request(_refuse_unanswerable_accept(_media_types(spec)))
     operation_paths = frozenset(BASE_PATH + path for path in spec["paths"])
     protected_paths = frozenset(path for path in operation_paths if not path.endswith(PUBLIC_SUFFIXES))
     app.add_middleware(
@@ -82,6 +85,37 @@ def create_app(
         protected_paths=protected_paths,
     )
     return app
+
+
+def _media_types(spec: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """The media types each operation's success answer may take, by (METHOD, full path)."""
+    types: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            success = operation["responses"].get("200", operation["responses"].get(200, {}))
+            if "$ref" in success:  # '#/components/responses/<name>'
+                success = spec["components"]["responses"][success["$ref"].rsplit("/", 1)[-1]]
+            content = success.get("content", {})
+            types[(method.upper(), BASE_PATH + path)] = frozenset(content) or frozenset({"application/json"})
+    return types
+
+
+def _refuse_unanswerable_accept(types: dict[tuple[str, str], frozenset[str]]) -> Callable[[], None]:
+    """A hook answering 406 when the client's Accept excludes every media type of the endpoint
+    (e.g. `Accept: text/csv` on an endpoint without CSV), instead of sending JSON it did not ask for."""
+
+    def check() -> None:
+        offered = types.get((flask.request.method, flask.request.path))
+        if offered is None or "accept" not in flask.request.headers:
+            return
+        accepted = flask.request.accept_mimetypes
+        if not any(accepted[media_type] > 0 for media_type in offered):
+            answers = " or ".join(sorted(offered))
+            raise NotAcceptable(f"this endpoint answers {answers} only; accept it (or send no Accept header)")
+
+    return check
 
 
 def prepare_heap_for_serving() -> None:

@@ -47,10 +47,10 @@ def decode_bearer(
     if not authorization:
         if allow_anonymous:
             return ANONYMOUS_INTERNAL
-        raise Unauthorized(INVALID_TOKEN)
+        raise Unauthorized(f"{INVALID_TOKEN}: the Authorization header is missing; send `Bearer <token>`")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized(INVALID_TOKEN)
+        raise Unauthorized(f"{INVALID_TOKEN}: the Authorization header must be `Bearer <token>`")
     try:
         # Pinning the one configured algorithm rejects `alg: none` and algorithm swaps.
         claims = jwt.decode(
@@ -60,15 +60,21 @@ def decode_bearer(
             options={"require": ["exp"]},
             leeway=30,
         )
+    except jwt.ExpiredSignatureError:
+        logger.info("rejected bearer token: expired")
+        raise Unauthorized(f"{INVALID_TOKEN}: the token has expired; get a new one") from None
     except jwt.PyJWTError as error:
         logger.info("rejected bearer token: %s", error)
-        raise Unauthorized(INVALID_TOKEN) from None
+        raise Unauthorized(
+            f"{INVALID_TOKEN}: the token is invalid (malformed, not signed with this service's key and"
+            f" {algorithm}, or without an expiry)"
+        ) from None
     if claims.get("role") == SERVICE_ROLE:
         return Principal(user_id=None, is_service=True)
     subject = claims.get("sub") or claims.get("user_id")
     if not isinstance(subject, str) or not subject:
         logger.info("rejected bearer token without a subject")
-        raise Unauthorized(INVALID_TOKEN)
+        raise Unauthorized(f"{INVALID_TOKEN}: the token names neither a user (`sub`) nor the service role")
     return Principal(user_id=subject)
 
 

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator
+from jsonschema.exceptions import best_match
 
 
 class NamingParameterValidator(ParameterValidator):
@@ -19,8 +20,36 @@ class NamingParameterValidator(ParameterValidator):
         error: str | None = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
         if error is None or error.startswith("Missing"):
             return error
-        first_line = error.split("\n", 1)[0]
-        return f"{parameter_type} parameter '{param.get('name', param_name)}' is invalid: {first_line}"
+        name = param.get("name", param_name)
+        detail = _advice(value, param.get("schema", param)) or error.split("\n", 1)[0]
+        return f"{parameter_type} parameter '{name}' is invalid: {detail}"
+
+
+def _advice(value: Any, schema: dict[str, Any]) -> str | None:
+    """Say what a value should look like instead of quoting the schema rule it broke, when the
+    rule is a pattern (show the expected format by example) or a size limit."""
+    if not isinstance(value, (str, list)):
+        return None
+    failure = best_match(Draft4Validator(schema).iter_errors(value))
+    if failure is None:
+        return None
+    rule, broken, instance = failure.validator, failure.schema, failure.instance
+    if rule == "pattern" and isinstance(instance, str):
+        example = broken.get("example")
+        text = f"{instance!r} is not in the expected format" + (f", e.g. {example}" if example else "")
+        if " " in instance:
+            text += "; send the `+` of a time zone offset as `%2B` (a bare `+` arrives as a space)"
+        return text
+    if rule == "maxItems" and isinstance(instance, list):
+        limit = broken["maxItems"]
+        return f"{len(instance)} values given, at most {limit} per request; split them over several requests"
+    if rule in ("minLength", "maxLength") and isinstance(instance, str):
+        low, high = broken.get("minLength", 0), broken.get("maxLength")
+        size = (
+            f"exactly {low}" if low == high else f"{low} to {high}" if high is not None else f"at least {low}"
+        )
+        return f"{instance!r} has {len(instance)} characters; it must have {size}"
+    return None
 
 
 class CompiledParameterValidator(NamingParameterValidator):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from statistics_manager_service.app import service_context
 from statistics_manager_service.auth import authorize_users, current_principal
 from statistics_manager_service.controllers.responses import json_body_response, json_response
 from statistics_manager_service.query.params import SeriesRequest, series_request
-from statistics_manager_service.query.series import METRICS, UserSeries, load_series
+from statistics_manager_service.query.series import METRICS, UserSeries, load_series, record_fields
 from statistics_manager_service.storage.engine import read_call, session_scope
 from statistics_manager_service.tariff_loading import updater_for
 
@@ -31,21 +32,35 @@ def wants_csv() -> bool:
     )
 
 
-def csv_response(series: Sequence[UserSeries]) -> flask.Response:
-    """One CSV row per household and bucket, for spreadsheets."""
-    fields: list[str] = ["user_id"]
-    for user_series in series:
-        for record in user_series.metrics:
-            fields += [key for key in record if key not in fields]
+def csv_response(series: Sequence[UserSeries], fields: Sequence[str], file_name: str) -> flask.Response:
+    """One CSV row per household and bucket, for spreadsheets: the whole header even without rows,
+    booleans as `true`/`false`, missing values empty, offered as a download named `file_name`."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["user_id", *fields])
     for user_series in series:
         for record in user_series.metrics:
-            writer.writerow({"user_id": user_series.user_id, **record})
+            writer.writerow([user_series.user_id, *(_csv_value(record.get(name)) for name in fields)])
     return flask.Response(
-        buffer.getvalue(), status=200, mimetype=CSV_TYPE, content_type=f"{CSV_TYPE}; charset=utf-8"
+        buffer.getvalue(),
+        status=200,
+        mimetype=CSV_TYPE,
+        content_type=f"{CSV_TYPE}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
     )
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def csv_file_name(kind: str, request: SeriesRequest) -> str:
+    """`<kind>_<group_by>_<first UTC day>_<last UTC day>.csv`."""
+    first = dt.datetime.fromtimestamp(request.start_s, dt.UTC).date()
+    last = dt.datetime.fromtimestamp(max(request.end_s - 1, request.start_s), dt.UTC).date()
+    return f"{kind.replace('_', '-')}_{request.group_by}_{first.isoformat()}_{last.isoformat()}.csv"
 
 
 def series_response(
@@ -62,7 +77,9 @@ def series_response(
     authorize_users(current_principal(), request.user_ids)
     statistics = updater_for(context)
     if wants_csv():
-        return csv_response(read_call(context.reads, load_series, request, METRICS[kind], statistics))
+        series = read_call(context.reads, load_series, request, METRICS[kind], statistics)
+        fields = record_fields(METRICS[kind], request.include_quality)
+        return csv_response(series, fields, csv_file_name(kind, request))
 
     def body() -> Any:
         series = read_call(context.reads, load_series, request, METRICS[kind], statistics)

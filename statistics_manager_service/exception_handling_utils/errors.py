@@ -45,6 +45,12 @@ class UserNotFound(NotFound):
         self.user_id = user_id
 
 
+class NotAcceptable(ServiceError):
+    """The client accepts no media type the endpoint answers with."""
+
+    status = 406
+
+
 class Unavailable(ServiceError):
     """A dependency (database, broker) is unavailable; try again later."""
 

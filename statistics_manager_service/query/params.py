@@ -13,6 +13,12 @@ MAX_BUCKETS = 100_000
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# The instants the service stores and answers for: readings, signals and statistics of this century.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+
+
 def parse_instant(value: str, name: str) -> dt.datetime:
     """Parse an ISO-8601 date-time (or date) into an aware UTC datetime; no offset means UTC."""
     text = value.strip()
@@ -22,19 +28,31 @@ def parse_instant(value: str, name: str) -> dt.datetime:
         else:
             parsed = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
     except ValueError:
-        raise BadRequest(f"{name} is not a valid ISO-8601 date-time: {value!r}") from None
+        raise BadRequest(
+            f"{name} is not a valid ISO-8601 date-time: {value!r}; expected e.g. 2026-01-21T00:00:00Z"
+            " (send a `+` of an offset as `%2B`)"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    # Years 1 and 9999 with an offset would overflow; anything outside the range is refused first.
+    if not (dt.date(EARLIEST.year - 1, 12, 31) <= parsed.date() <= dt.date(LATEST.year, 1, 2)):
+        raise BadRequest(f"{name} must lie {_RANGE}: {value!r}")
+    instant = parsed.astimezone(dt.UTC)
+    if not EARLIEST <= instant <= LATEST:
+        raise BadRequest(f"{name} must lie {_RANGE}: {value!r}")
+    return instant
 
 
 def parse_day(value: str, name: str) -> dt.date:
     """Parse a date, or the date part of a date-time the mobile app sends (`2026-01-21T00:00:00.000Z`)."""
     text = value.strip()
     try:
-        return dt.date.fromisoformat(text[:10])
+        day = dt.date.fromisoformat(text[:10])
     except ValueError:
-        raise BadRequest(f"{name} is not a valid date: {value!r}") from None
+        raise BadRequest(f"{name} is not a valid date: {value!r}; expected e.g. 2026-01-21") from None
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise BadRequest(f"{name} must lie {_RANGE}: {value!r}")
+    return day
 
 
 @dataclasses.dataclass(frozen=True)

@@ -267,6 +267,16 @@ def _rounded(values: Sequence[Any], decimals: int) -> list[float | None]:
     return [None if value != value else value for value in rounded]  # NaN is the only x != x
 
 
+# The fields `include_quality` adds to each record, in order.
+QUALITY_FIELDS = ("coverage", "reading_count", "reset_detected", "last_updated")
+
+
+def record_fields(metric: Metric, include_quality: bool) -> list[str]:
+    """The keys of every record `shape_records` makes for `metric`, in order."""
+    fields = ["timestamp", metric.value_key, "units", "slot_number", *(name for name, _ in metric.extras)]
+    return fields + list(QUALITY_FIELDS) if include_quality else fields
+
+
 def shape_records(
     by_column: dict[str, Sequence[Any]], zone: str, metric: Metric, include_quality: bool
 ) -> list[dict[str, Any]]:
