@@ -14,9 +14,10 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
+from statistics_manager_service.aggregation.arrays import FloatArray
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, Level
 from statistics_manager_service.aggregation.localtime import format_local_iso
-from statistics_manager_service.aggregation.rollup import Granularity, period_starts
+from statistics_manager_service.aggregation.rollup import Granularity, period_bounds, period_starts
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.query.params import SeriesRequest
 from statistics_manager_service.recompute import StatisticsUpdater
@@ -60,7 +61,7 @@ METRICS: dict[str, Metric] = {
     "co2": Metric("co2_kg", "kgCO2eq", (("avoided", "co2_avoided_kg"),)),
     "real_energy": Metric("consumption_kwh", "kWh", value_key="energy"),
 }
-QUALITY_COLUMNS = ("span_seconds", "covered_seconds", "reading_count", "reset_detected", "updated_at")
+QUALITY_COLUMNS = ("covered_seconds", "reading_count", "reset_detected", "updated_at")
 DECIMALS = 6
 # Formatted local timestamps per zone, shared by every request of this process: at most
 # _LOCAL_ISO_ZONES x _LOCAL_ISO_LIMIT texts (a year of 15-minute buckets is 35,040 of them).
@@ -190,7 +191,7 @@ def load_series(
         if metric.skip_missing:
             present = [value is not None for value in selected[metric.column]]
             selected = {name: list(itertools.compress(values, present)) for name, values in selected.items()}
-        records = shape_records(selected, zones[user_id], metric, request.include_quality)
+        records = shape_records(selected, zones[user_id], metric, request.include_quality, request.level)
         series.append(UserSeries(user_id, zones[user_id], records))
     return series
 
@@ -277,8 +278,17 @@ def record_fields(metric: Metric, include_quality: bool) -> list[str]:
     return fields + list(QUALITY_FIELDS) if include_quality else fields
 
 
+def bucket_durations(period_start_s: Sequence[int], zone: str, level: Level) -> FloatArray:
+    """The whole duration of each bucket of `level` starting at `period_start_s` (DST-aware)."""
+    starts = np.asarray(period_start_s, dtype=np.int64)
+    if level.engine is None:
+        return np.full(starts.size, float(BUCKET_SECONDS))
+    period_start, period_end = period_bounds(starts, zone, level.engine)
+    return (period_end - period_start).astype(np.float64)
+
+
 def shape_records(
-    by_column: dict[str, Sequence[Any]], zone: str, metric: Metric, include_quality: bool
+    by_column: dict[str, Sequence[Any]], zone: str, metric: Metric, include_quality: bool, level: Level
 ) -> list[dict[str, Any]]:
     """Turn one household's period columns (`period_start` and stored columns) into API metric dicts."""
     if not by_column["period_start"]:
@@ -298,9 +308,11 @@ def shape_records(
         (name, _rounded(by_column[column], DECIMALS)) for name, column in metric.extras
     ]
     if include_quality:
-        span = np.array(by_column["span_seconds"], dtype=np.float64)
+        # The share of the bucket's whole duration backed by readings: a month whose data starts
+        # on the 2nd, or today at noon, is < 1.
+        duration = bucket_durations(by_column["period_start"], zone, level)
         covered = np.array(by_column["covered_seconds"], dtype=np.float64)
-        coverage = np.round(np.divide(covered, span, out=np.zeros_like(span), where=span > 0), 4)
+        coverage = np.round(np.minimum(covered / duration, 1.0), 4)
         extra_fields += [
             ("coverage", [None if value != value else value for value in coverage.tolist()]),
             ("reading_count", np.array(by_column["reading_count"], dtype=np.int64).tolist()),

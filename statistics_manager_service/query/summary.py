@@ -6,20 +6,42 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.query.series import household_timezones
 from statistics_manager_service.storage.periods import load_periods
 
-SUMMARY_COLUMNS = ["net_cost_eur", "energy_exported_kwh", "consumption_kwh", "co2_kg", "self_consumed_kwh"]
+SUMMARY_COLUMNS = [
+    "net_cost_eur",
+    "energy_exported_kwh",
+    "consumption_kwh",
+    "co2_kg",
+    "self_consumed_kwh",
+    "covered_seconds",
+]
 
 
 def _local_midnight(day: dt.date, zone: ZoneInfo) -> int:
     return int(dt.datetime.combine(day, dt.time(), zone).timestamp())
 
 
-def _quantity(value: float | None, units: str) -> dict[str, Any]:
-    return {"value": None if value is None else round(value, 6), "units": units}
+def _total(rows: pd.DataFrame, column: str) -> float | None:
+    """The sum of a column, None when no day of the period has a value (no data is not 0)."""
+    total = rows[column].astype("float64").sum(min_count=1)
+    return None if pd.isna(total) else float(total)
+
+
+def _quantity(rows: pd.DataFrame, column: str, units: str, duration_s: int) -> dict[str, Any]:
+    """A figure over a period: its value (None without data), unit and the share of the period's
+    whole duration backed by readings."""
+    value = _total(rows, column)
+    covered = float(rows["covered_seconds"].astype("float64").sum())
+    return {
+        "value": None if value is None else round(value, 6),
+        "units": units,
+        "coverage": round(min(covered / duration_s, 1.0), 4),
+    }
 
 
 def load_summary(
@@ -32,20 +54,27 @@ def load_summary(
     day_start = _local_midnight(day, zone)
     day_end = _local_midnight(day + dt.timedelta(days=1), zone)
     month_start = _local_midnight(day.replace(day=1), zone)
+    next_month = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    month_end = _local_midnight(next_month, zone)
     year_start = _local_midnight(day.replace(month=1, day=1), zone)
+    year_end = _local_midnight(dt.date(day.year + 1, 1, 1), zone)
     rows = load_periods(session, [user_id], "daily", year_start, day_end, SUMMARY_COLUMNS)
     starts = rows["period_start"]
-    consumption = float(rows["consumption_kwh"].sum())
-    self_consumed = float(rows["self_consumed_kwh"].sum())
+    today, month = rows[starts == day_start], rows[starts >= month_start]
+    consumption, self_consumed = _total(rows, "consumption_kwh"), _total(rows, "self_consumed_kwh")
+    sufficiency = _quantity(rows, "self_consumed_kwh", "ratio", year_end - year_start)
+    sufficiency["value"] = (
+        round((self_consumed or 0.0) / consumption, 6)
+        if consumption is not None and consumption > 0
+        else None
+    )
     return {
         "user_id": user_id,
         "date": day.isoformat(),
         "timezone": tz,
-        "cost_today": _quantity(float(rows.loc[starts == day_start, "net_cost_eur"].sum()), "EUR"),
-        "injection_month": _quantity(
-            float(rows.loc[starts >= month_start, "energy_exported_kwh"].sum()), "kWh"
-        ),
-        "consumption_year": _quantity(consumption, "kWh"),
-        "co2_footprint_year": _quantity(float(rows["co2_kg"].sum()), "kgCO2eq"),
-        "self_sufficiency_year": _quantity(self_consumed / consumption if consumption > 0 else None, "ratio"),
+        "cost_today": _quantity(today, "net_cost_eur", "EUR", day_end - day_start),
+        "injection_month": _quantity(month, "energy_exported_kwh", "kWh", month_end - month_start),
+        "consumption_year": _quantity(rows, "consumption_kwh", "kWh", year_end - year_start),
+        "co2_footprint_year": _quantity(rows, "co2_kg", "kgCO2eq", year_end - year_start),
+        "self_sufficiency_year": sufficiency,
     }

@@ -277,7 +277,14 @@ def test_summary_of_a_day(client, auth_headers: Headers, households) -> None:  #
     )[0]["metrics"]
     assert summary["timezone"] == "Europe/Lisbon"
     assert summary["date"] == "2026-03-29"
-    assert summary["cost_today"] == {"value": pytest.approx(cost[0]["net_cost"]), "units": "EUR"}
+    # 29 March has 23 hours in Lisbon, all of them measured; March has 743 hours, a year 8760.
+    assert summary["cost_today"] == {
+        "value": pytest.approx(cost[0]["net_cost"]),
+        "units": "EUR",
+        "coverage": 1.0,
+    }
+    assert summary["injection_month"]["coverage"] == round(47 / 743, 4)
+    assert summary["consumption_year"]["coverage"] == round(47 / 8760, 4)
     assert summary["consumption_year"]["value"] == pytest.approx(daily[0]["value"] + daily[1]["value"])
     assert summary["injection_month"]["value"] == pytest.approx(2 * 6 * 1.2)
     ratio = summary["self_sufficiency_year"]
