@@ -243,7 +243,7 @@ def _power_columns(
         in_bucket_max_w = segmented_reduce(np.fmax, level[inside], rows[inside], n, np.nan)
         max_w = np.fmax(in_bucket_max_w, held[bounds.left])
         out[f"power_{direction}_mean_w"] = mean_w
-        out[f"power_{direction}_max_w"] = np.where(np.isnan(max_w), mean_w, max_w)
+        out[f"power_{direction}_max_w"] = max_w  # NaN without a sample: a maximum is never interpolated
     out["power_seconds"] = known_s
     return out
 

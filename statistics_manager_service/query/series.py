@@ -39,8 +39,17 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "consumption": Metric("consumption_kwh", "kWh"),
     "injection": Metric("energy_exported_kwh", "kWh"),
+    # The household's consumption power (grid import + self-consumed generation), consistent with
+    # its consumption energy; grid import power stays beside it.
     "power_consumption": Metric(
-        "power_imported_mean_w", "W", (("max", "power_imported_max_w"),), skip_missing=True
+        "consumption_mean_w",
+        "W",
+        (
+            ("max", "consumption_max_w"),
+            ("grid_import", "power_imported_mean_w"),
+            ("grid_import_max", "power_imported_max_w"),
+        ),
+        skip_missing=True,
     ),
     "power_injection": Metric(
         "power_exported_mean_w", "W", (("max", "power_exported_max_w"),), skip_missing=True
@@ -62,6 +71,31 @@ METRICS: dict[str, Metric] = {
     "real_energy": Metric("consumption_kwh", "kWh", value_key="energy"),
 }
 QUALITY_COLUMNS = ("covered_seconds", "reading_count", "reset_detected", "updated_at")
+
+
+def _consumption_mean_w(columns: dict[str, Sequence[Any]]) -> list[float | None]:
+    """Consumption energy over the seconds the bucket's statistics span: the mean power."""
+    energy = np.array(columns["consumption_kwh"], dtype=np.float64)
+    span = np.array(columns["span_seconds"], dtype=np.float64)
+    mean = np.divide(energy * 3_600_000.0, span, out=np.full(span.size, np.nan), where=span > 0)
+    return [None if value != value else value for value in mean.tolist()]
+
+
+def _consumption_max_w(columns: dict[str, Sequence[Any]]) -> list[float | None]:
+    """The highest sampled consumption power: the import power samples' maximum where the grid
+    supplied all the consumption (nothing self-consumed); unknown (None) otherwise, and where no
+    power sample fell in the bucket."""
+    sampled = np.array(columns["power_imported_max_w"], dtype=np.float64)
+    self_consumed = np.nan_to_num(np.array(columns["self_consumed_kwh"], dtype=np.float64))
+    highest = np.where(self_consumed > 0, np.nan, sampled)
+    return [None if value != value else value for value in highest.tolist()]
+
+
+# Columns a series reports that are computed from stored ones when shaping: name -> (inputs, function).
+DERIVED_COLUMNS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "consumption_mean_w": (("consumption_kwh", "span_seconds"), _consumption_mean_w),
+    "consumption_max_w": (("power_imported_max_w", "self_consumed_kwh"), _consumption_max_w),
+}
 DECIMALS = 6
 # Formatted local timestamps per zone, shared by every request of this process: at most
 # _LOCAL_ISO_ZONES x _LOCAL_ISO_LIMIT texts (a year of 15-minute buckets is 35,040 of them).
@@ -155,10 +189,12 @@ def load_series(
     dropped. Other levels are computed from the stored readings (quarter hours, hours) or days
     (weeks, months, years) of the range, also with one indexed read.
     """
-    columns = [metric.column, *(column for _, column in metric.extras)]
+    reported = [metric.column, *(column for _, column in metric.extras)]
     if request.include_quality:
-        columns += [c for c in QUALITY_COLUMNS if c not in columns]
-    columns = list(dict.fromkeys(columns))
+        reported += [c for c in QUALITY_COLUMNS if c not in reported]
+    derived = [column for column in reported if column in DERIVED_COLUMNS]
+    columns = [column for column in reported if column not in DERIVED_COLUMNS]
+    columns = list(dict.fromkeys(columns + [i for name in derived for i in DERIVED_COLUMNS[name][0]]))
     # A bucket overlapping the range starts after `start - longest`, so one range read finds it.
     low_s = request.start_s - request.level.longest_s
     if request.level.stored:
@@ -188,6 +224,8 @@ def load_series(
         else:  # drop the periods before the local bucket holding the start
             low += bisect.bisect_left(period_starts, starts[user_id])
         selected = {name: table[name][low:high] for name in ("period_start", *columns)}
+        for name in derived:
+            selected[name] = DERIVED_COLUMNS[name][1](selected)
         if metric.skip_missing:
             present = [value is not None for value in selected[metric.column]]
             selected = {name: list(itertools.compress(values, present)) for name, values in selected.items()}

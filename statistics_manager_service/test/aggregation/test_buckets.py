@@ -99,9 +99,10 @@ def test_power_sample_and_hold_with_fallback() -> None:
     # [30,40]: no power known: 100 Wh over 600 s = 600 W; the 500 W sample at 00:40 is in the bucket.
     assert out["power_imported_mean_w"][2] == pytest.approx(600.0)
     assert out["power_imported_max_w"][2] == 500.0
-    # Without that last sample, the max falls back to the mean.
+    # Without that last sample no sample tells the bucket's peak: the max is unknown, never the mean.
     no_last = compute_buckets(frame.assign(power_imported_w=[1000.0, 2000.0, np.nan, np.nan]))
-    assert no_last["power_imported_max_w"][2] == pytest.approx(600.0)
+    assert np.isnan(no_last["power_imported_max_w"][2])
+    assert no_last["power_imported_mean_w"][2] == pytest.approx(600.0)
     # A sample with only the import direction counts export as idle.
     assert out["power_exported_mean_w"][0] == 0.0
 

@@ -201,11 +201,12 @@ def test_power_and_voltage_series_and_latest_readings(client, auth_headers: Head
         {
             "user_id": PV_HOME,
             "timestamp": "2026-03-31T01:00:00+01:00",
-            "value": pytest.approx(
+            "value": pytest.approx(final["energy_imported_wh"] / 1000),  # the meter's import register
+            "units": "kWh",
+            "consumption_total": pytest.approx(
                 (final["energy_imported_wh"] + final["energy_generated_wh"] - final["energy_exported_wh"])
                 / 1000
             ),
-            "units": "kWh",
         }
     ]
     injection_last = _get(client, f"/energy-injection-last?user_ids={PV_HOME}", headers)[0]
