@@ -9,11 +9,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The PostgreSQL advisory lock that serializes schema upgrades: pods that start together each run
+# `db upgrade`; one applies the migrations, the others wait for it and then find nothing to do. A
+# single 64-bit key: that key space does not overlap the (namespace, key) pairs of the zone locks.
+MIGRATION_LOCK_KEY = int.from_bytes(b"SMschema", "big")
 
 
 def alembic_config(database_url: str | None = None) -> Config:
@@ -29,6 +34,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision` inside one transaction."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends; Alembic reads the current revision only after it.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
