@@ -527,26 +527,107 @@ def _run_compose_config(cli: list[str], env_file: Path) -> subprocess.CompletedP
     )
 
 
-def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+def _env_file(directory: Path, **values: str) -> Path:
+    """.env.example with some values set (or, given as "", removed), as a user's .env."""
+    lines = [
+        f"{key}={value}"
+        for key, value in (_env_example() | values).items()
+        if value != "" or key not in values
+    ]
+    path = directory / "test.env"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _resolved_compose(cli: list[str], env_file: Path) -> dict[str, Any]:
+    result = _run_compose_config(cli, env_file)
+    assert result.returncode == 0, result.stderr
+    assert "set TOPIC_PREFIX" not in result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return resolved
+
+
+def _required_compose_cli() -> list[str]:
     cli = _compose_cli()
     if cli is None:
         pytest.skip("no Docker Compose v2 client (`docker compose` or docker-compose v2) to parse the file")
-    result = _run_compose_config(cli, ENV_EXAMPLE)
-    assert result.returncode == 0, result.stderr
-    resolved = json.loads(result.stdout)
-    services = resolved["services"]
+    return cli
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    cli = _required_compose_cli()
+    services = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))[
+        "services"
+    ]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["api"]["environment"]["KAFKA_TOPIC_PREFIX"] == "hems."
     assert services["api"]["environment"]["JWT_SIGN_KEY"] == _env_example()["JWT_SIGN_KEY"]
-    assert "set TOPIC_PREFIX" not in result.stderr
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "a-long-grafana-password"
     # The escaped $$ of container-side shell variables stay for the container's shell.
     assert "${TOPIC_PREFIX}" in " ".join(services["kafka-init"]["command"])
 
-    # Without a .env, the stack refuses to start rather than run with a default signing key.
-    empty = tmp_path / "empty.env"
-    empty.write_text("", encoding="utf-8")
-    refused = _run_compose_config(cli, empty)
-    assert refused.returncode != 0 and "JWT_SIGN_KEY" in refused.stderr
+
+def test_docker_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
+    """No default signing key and no default Grafana password: compose stops and names the variable."""
+    cli = _required_compose_cli()
+    for missing, others in (
+        ("JWT_SIGN_KEY", {"GRAFANA_ADMIN_PASSWORD": "a-long-grafana-password"}),
+        ("GRAFANA_ADMIN_PASSWORD", {}),
+    ):
+        refused = _run_compose_config(cli, _env_file(tmp_path, **others, **{missing: ""}))
+        assert refused.returncode != 0 and missing in refused.stderr, (missing, refused.stderr)
+    assert _env_example()["GRAFANA_ADMIN_PASSWORD"] == "", (
+        "a documented password would be everyone's password"
+    )
+
+
+def test_docker_compose_limits_every_service_and_rotates_its_logs(tmp_path: Path) -> None:
+    """Checked on the file as compose resolves it: anchors, merges and interpolation applied."""
+    cli = _required_compose_cli()
+    services = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))[
+        "services"
+    ]
+    assert set(services) == set(_services())
+    for name, service in services.items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert float(limits.get("cpus", 0)) > 0, f"{name}: no CPU limit"
+        assert int(limits.get("memory", 0)) >= 128 * 2**20, f"{name}: no memory limit"
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert re.fullmatch(r"\d+[kmg]", logging["options"]["max-size"]), name
+        assert int(logging["options"]["max-file"]) >= 1, name
+    assert services["worker"]["deploy"]["replicas"] == 2, "the limits did not replace the replicas"
+
+
+def test_docker_compose_publishes_ports_on_localhost_unless_told(tmp_path: Path) -> None:
+    cli = _required_compose_cli()
+    published = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))
+    for name, service in published["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond this machine"
+    api_ports = published["services"]["api"]["ports"]
+    assert [(p["published"], p["target"]) for p in api_ports] == [("8080", SERVICE_PORT)]
+    opened = _resolved_compose(
+        cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password", API_BIND="0.0.0.0")
+    )
+    assert [p["host_ip"] for p in opened["services"]["api"]["ports"]] == ["0.0.0.0"]
+
+
+def test_compose_images_are_pinned() -> None:
+    """An exact release (or a digest) of every image; `latest` or a bare major would drift."""
+    services = _services()
+    built = services["api"]["image"]
+    for name, service in services.items():
+        image = service["image"]
+        if image == built:
+            assert "build" in service, f"{name} runs the image compose builds"
+            continue
+        assert "$" not in image, f"{name}: {image}"
+        digest = re.fullmatch(r"[\w./-]+(:[\w.-]+)?@sha256:[0-9a-f]{64}", image)
+        exact = re.fullmatch(r"[\w./-]+:v?\d+\.\d+(\.\d+)?([.-][\w.]+)?", image)
+        assert digest or exact, f"{name}: {image} is not pinned to a release"
+    readme = (COMPOSE_DIR / "README.md").read_text(encoding="utf-8")
+    assert "docker buildx imagetools inspect" in readme, "the README tells how to pin digests at release"
 
 
 # --------------------------------------------------------------------------------------------
