@@ -1,7 +1,7 @@
 """The Kubernetes manifests (deploy/kubernetes) agree with the service and with each other.
 
 Each overlay is rendered as `kubectl kustomize` would (test/support/kustomize.py, no binary
-needed) and every object is validated against the Kubernetes JSON schemas the
+needed; where kubectl is installed, the two renderings are compared) and every object is validated against the Kubernetes JSON schemas the
 `kubernetes-validate` wheel ships; the Prometheus Operator's objects, which have no schema
 there, are checked for the fields the operator requires.
 """
@@ -210,6 +210,41 @@ def test_every_file_belongs_to_its_kustomization() -> None:
             "resources"
         ]
         assert resources == ["../../base"]
+
+
+def _comparable(objects: list[Object]) -> dict[tuple[str, str], Object]:
+    """Objects by kind and name, generated names without their hash, secrets decoded."""
+    comparable = {}
+    for document in objects:
+        text = re.sub(r"(statistics-manager-(config|secrets))-[0-9a-z]{10}\b", r"\1", json.dumps(document))
+        document = json.loads(text)
+        if document["kind"] == "Secret":
+            document["data"] = {
+                key: base64.b64decode(value).decode() for key, value in document["data"].items()
+            }
+        comparable[(document["kind"], document["metadata"]["name"])] = document
+    return comparable
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_python_rendering_matches_kustomize(
+    rendered: dict[str, list[Object]], overlay: str, tmp_path: Path
+) -> None:
+    """Where a kustomize binary is at hand (`kubectl kustomize`), it renders the same objects."""
+    command = next(
+        ([*found] for found in (["kubectl", "kustomize"], ["kustomize", "build"]) if shutil.which(found[0])),
+        None,
+    )
+    if command is None:
+        pytest.skip("neither kubectl nor kustomize is installed")
+    tree = _copy_tree(tmp_path)
+    shutil.copy(tree / "secrets.env.example", tree / "overlays" / overlay / "secrets.env")
+    result = subprocess.run(
+        [*command, str(tree / "overlays" / overlay)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    built = [document for document in yaml.safe_load_all(result.stdout) if document]
+    assert _comparable(built) == _comparable(rendered[overlay])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
