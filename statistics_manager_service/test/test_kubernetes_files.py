@@ -238,10 +238,20 @@ def test_the_python_rendering_matches_kustomize(
     if command is None:
         pytest.skip("neither kubectl nor kustomize is installed")
     tree = _copy_tree(tmp_path)
+
+    def build() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, str(tree / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    missing = build()  # no secrets.env: nothing to apply, rather than placeholders over the real Secret
+    assert missing.returncode != 0 and "secrets.env" in missing.stderr
     shutil.copy(tree / "secrets.env.example", tree / "overlays" / overlay / "secrets.env")
-    result = subprocess.run(
-        [*command, str(tree / "overlays" / overlay)], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = build()
     assert result.returncode == 0, result.stderr
     built = [document for document in yaml.safe_load_all(result.stdout) if document]
     assert _comparable(built) == _comparable(rendered[overlay])
