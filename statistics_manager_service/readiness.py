@@ -8,9 +8,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from statistics_manager_service.context import BrokerCheck
+from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from statistics_manager_service.context import ServiceContext
 
 BROKER_CHECK_TTL_S = 5.0
@@ -49,8 +52,28 @@ def _broker_reachable(bootstrap_servers: str, timeout_s: float = 1.0) -> str | N
     return f"broker unreachable ({last_error})"
 
 
+def _reason(error: Exception) -> str:
+    """The first line of an error, short enough for a probe's body."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
+def _schema_check(engine: Engine) -> tuple[str, str | None]:
+    """Return the schema's state for the probe and, when it keeps the process from serving, why.
+
+    An older schema than this code needs is not ready: its queries would fail. A newer one is: a
+    newer release migrated it while this one is still being replaced, and migrations stay
+    compatible with the release before them.
+    """
+    revision = migrate.current_revision(engine)
+    state = migrate.schema_state(revision)
+    if state == "behind":
+        needed = migrate.head_revision()
+        return "behind", f"database schema at revision {revision or 'none'}, this release needs {needed}"
+    return ("ok" if state == "current" else state), None
+
+
 def check_readiness(context: ServiceContext) -> ReadinessReport:
-    """Probe the database and the broker; report what the background workers noticed."""
+    """Probe the database, its schema and the broker; report what the background workers noticed."""
     checks: dict[str, str] = {}
     errors: dict[str, str] = {}
     try:
@@ -58,7 +81,14 @@ def check_readiness(context: ServiceContext) -> ReadinessReport:
         checks["database"] = "ok"
     except Exception as error:  # noqa: BLE001 - any failure means "not ready", with its reason
         checks["database"] = "unavailable"
-        errors["database"] = str(error).splitlines()[0][:200]
+        errors["database"] = _reason(error)
+    else:
+        try:
+            checks["schema"], schema_error = _schema_check(context.engine)
+        except Exception as error:  # noqa: BLE001 - as above
+            checks["schema"], schema_error = "unknown", _reason(error)
+        if schema_error:
+            errors["schema"] = schema_error
     settings = context.settings
     if not settings.kafka_enabled:
         checks["broker"] = "disabled"

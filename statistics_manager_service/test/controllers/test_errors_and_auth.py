@@ -55,7 +55,10 @@ def test_health_echoes_the_correlation_id(client) -> None:  # type: ignore[no-un
 def test_ready_reports_each_dependency(client) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/api/statistics/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "disabled"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "schema": "ok", "broker": "disabled"},
+    }
 
 
 def test_ready_is_503_with_the_reason_when_the_database_is_down() -> None:
