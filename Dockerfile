@@ -42,6 +42,10 @@ RUN pip install --no-deps . \
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
+# The source revision, for GET /api/statistics/version and statistics_build_info:
+#   docker build --build-arg GIT_REVISION=$(git rev-parse HEAD) -t statistics-manager .
+ARG GIT_REVISION=unknown
+
 LABEL org.opencontainers.image.title="statistics-manager" \
       org.opencontainers.image.description="Energy statistics of FlexiHome households over REST" \
       org.opencontainers.image.licenses="AGPL-3.0-or-later"
@@ -50,7 +54,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
-    PORT=8080
+    PORT=8080 \
+    GIT_REVISION=${GIT_REVISION}
 
 RUN groupadd --system --gid 10001 statistics \
     && useradd --system --uid 10001 --gid statistics --home-dir /app --no-create-home \

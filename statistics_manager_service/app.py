@@ -13,6 +13,8 @@ import flask
 import yaml
 from connexion.options import SwaggerUIOptions
 
+from statistics_manager_service import metrics
+from statistics_manager_service.build import build_info
 from statistics_manager_service.config import Settings
 from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.exception_handling_utils.errors import NotAcceptable
@@ -31,7 +33,7 @@ HANDLER_THREADS = 10
 BASE_PATH = "/api/statistics"
 SPEC_PATH = Path(__file__).with_name("openapi") / "openapi.yaml"
 # Paths that answer without a token or correlation id: probes and the API's own documentation.
-PUBLIC_SUFFIXES = ("/health", "/ready", "/openapi.json", "/openapi.yaml", "/ui")
+PUBLIC_SUFFIXES = ("/health", "/ready", "/version", "/openapi.json", "/openapi.yaml", "/ui")
 
 
 def load_spec() -> dict[str, Any]:
@@ -55,6 +57,8 @@ def create_app(
 ) -> connexion.FlaskApp:
     """Build the OpenAPI-first app; response validation is for tests (it costs throughput)."""
     context = context or build_context(settings)
+    build = build_info(settings)
+    metrics.record_build_info(build.version, build.revision)
     spec = load_spec()
     app = connexion.FlaskApp(
         __name__,

@@ -91,6 +91,8 @@ class Settings:
     forecast_api_timeout_s: float = 5.0
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
+    # The source revision the image was built from (set at build time), for /version and metrics.
+    git_revision: str = "unknown"
 
     @property
     def is_sqlite(self) -> bool:
@@ -199,5 +201,6 @@ class Settings:
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
+            git_revision=text("GIT_REVISION", defaults.git_revision) or defaults.git_revision,
         )
         return settings.validate()

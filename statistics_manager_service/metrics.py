@@ -1,12 +1,16 @@
 """Every Prometheus metric of the service, declared once.
 
 With several server processes, `PROMETHEUS_MULTIPROC_DIR` is set before this module is imported
-and `/metrics` merges what every process wrote there.
+and `/metrics` merges what every process wrote there, plus the process metrics (CPU, memory,
+file descriptors) of each of those processes, labelled by `pid`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,9 +19,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+# What the response cache did with a cacheable request (the label of RESPONSE_CACHE_REQUESTS).
+RESPONSE_CACHE_RESULTS = ("hit", "miss", "bypass")
 
 HTTP_REQUESTS = Counter(
     "statistics_http_requests_total",
@@ -106,6 +116,8 @@ RESPONSE_CACHE_REQUESTS = Counter(
     "Cacheable requests by what the response cache did: hit, miss, or bypass (listener not connected).",
     ["result"],
 )
+for _result in RESPONSE_CACHE_RESULTS:
+    RESPONSE_CACHE_REQUESTS.labels(_result)  # exported at 0, so that `increase()` sees the first one
 RESPONSE_CACHE_BYTES = Gauge(
     "statistics_response_cache_bytes",
     "Bytes of response bodies the cache holds.",
@@ -116,12 +128,80 @@ RESPONSE_CACHE_LIVE = Gauge(
     "Server processes whose change listener is connected, so that their response cache answers.",
     multiprocess_mode="livesum",
 )
+BUILD_INFO = Gauge(
+    "statistics_build_info",
+    "Always 1: the package version and the source revision of the running service.",
+    ["version", "revision"],
+    multiprocess_mode="livemax",
+)
+
+# prometheus_client names each process's files `<kind>_<pid>.db` in the multiprocess directory.
+_PROCESS_FILE = re.compile(r"_(\d+)\.db$")
+
+
+def record_build_info(version: str, revision: str) -> None:
+    """Export which version and revision this process runs."""
+    BUILD_INFO.labels(version, revision).set(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_ids(directory: str) -> tuple[list[int], list[int]]:
+    """Return the processes that wrote metrics to `directory`: (alive, gone), each sorted."""
+    pids = {
+        int(match.group(1))
+        for path in Path(directory).glob("*.db")
+        if (match := _PROCESS_FILE.search(path.name))
+    }
+    alive = sorted(pid for pid in pids if _alive(pid))
+    return alive, sorted(pids - set(alive))
+
+
+class ServerProcessesCollector(Collector):
+    """The process metrics of every live process writing to a multiprocess directory, by `pid`.
+
+    The multiprocess collector merges only the service's own metrics; a scrape is answered by
+    one of the server processes, whose default process collector would describe itself alone.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one family per process metric, with a sample for each live process."""
+        families: dict[str, Metric] = {}
+        for pid in process_ids(self.directory)[0]:
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
+            for family in collector.collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        yield from families.values()
+
+
+def _forget_gone_processes(directory: str, gone: Iterable[int]) -> None:
+    """Drop the live gauges of processes that ended (a server process restarted, say)."""
+    for pid in gone:
+        multiprocess.mark_process_dead(pid, directory)
 
 
 def render_metrics() -> tuple[bytes, str]:
     """Return the exposition text of every metric and its content type."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        _forget_gone_processes(directory, process_ids(directory)[1])
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(ServerProcessesCollector(directory))
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -49,6 +49,11 @@ TRANSIENT_ERRORS = (
 )
 
 
+# The error classes of dead letters the processor decides itself (an unexpected failure of a
+# message is dead-lettered under its exception's class name).
+DEAD_LETTER_REASONS = ("PoisonMessage", "UnknownEventType", "UnknownDevice", "ErasedUser")
+
+
 class TransientFailure(Exception):
     """The database is unavailable: pause, retry the same batch later, commit nothing."""
 

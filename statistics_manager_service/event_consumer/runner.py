@@ -13,6 +13,7 @@ from statistics_manager_service.background import Background
 from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
+from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import OutboxRelay, Publisher, kafka_publisher
@@ -55,6 +56,8 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     """Start the consumer and relay threads (or the in-process relay without a broker)."""
     settings = context.settings
     processor = build_processor(context)
+    declare_known_series(settings)
+    seed_freshness(context)
 
     def sync_tariffs(stop: threading.Event) -> None:
         # The database may be down at start: retry until the book in force is applied.

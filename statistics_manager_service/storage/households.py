@@ -154,6 +154,12 @@ def households_in_zone(session: Session, zone: str) -> list[str]:
     return [user_id for (user_id,) in rows]
 
 
+def newest_reading_ts(session: Session) -> int | None:
+    """Return the epoch seconds of the newest reading any household's statistics include, or None."""
+    newest: int | None = session.execute(sa.select(sa.func.max(Household.last_reading_ts))).scalar_one()
+    return newest
+
+
 def processed_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     """Return which of `event_ids` were already processed."""
     if not event_ids:

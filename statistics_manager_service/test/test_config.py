@@ -72,3 +72,8 @@ def test_kafka_settings_have_production_defaults_and_test_overrides() -> None:
 def test_the_response_cache_is_on_by_default_and_can_be_turned_off() -> None:
     assert Settings.from_env({}, dotenv_path=None).response_cache_mb == 64
     assert Settings.from_env({"RESPONSE_CACHE_MB": "0"}, dotenv_path=None).response_cache_mb == 0
+
+
+def test_the_source_revision_comes_from_the_image_build() -> None:
+    assert Settings.from_env({}, dotenv_path=None).git_revision == "unknown"
+    assert Settings.from_env({"GIT_REVISION": "0a1b2c3"}, dotenv_path=None).git_revision == "0a1b2c3"

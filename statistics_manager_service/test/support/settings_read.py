@@ -11,6 +11,8 @@ from statistics_manager_service import config
 
 # The settings that hold credentials: Kubernetes takes them from a Secret, never a ConfigMap.
 SECRET_SETTINGS = frozenset({"DATABASE_URL", "JWT_SIGN_KEY"})
+# The settings the image build sets (Dockerfile ARG -> ENV), which a deployment must not override.
+BUILD_SETTINGS = frozenset({"GIT_REVISION"})
 
 _VARIABLE = re.compile(r"[A-Z][A-Z0-9_]+")
 
@@ -65,5 +67,5 @@ def settings_read_by_config() -> dict[str, str]:
 
 
 def service_settings() -> list[str]:
-    """Every environment variable the service reads, sorted."""
-    return sorted(settings_read_by_config().values())
+    """Every environment variable a deployment sets for the service (all it reads but the build's), sorted."""
+    return sorted(set(settings_read_by_config().values()) - BUILD_SETTINGS)
