@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DEFAULT_JWT_SIGN_KEY = "change-me-statistics-manager-development-key"
+from statistics_manager_service.signing_key import embedded_signing_key, key_problem
+
 DEFAULT_DATABASE_URL = "sqlite:///./statistics.db"
 SUPPORTED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 ROLES = ("all", "api", "worker")
@@ -77,7 +78,8 @@ class Settings:
     kafka_max_poll_records: int = 500
     kafka_batch_max_bytes: int = 8 * 1024 * 1024
     kafka_max_poll_interval_ms: int = 300_000
-    jwt_sign_key: str = DEFAULT_JWT_SIGN_KEY
+    # No default: `from_env` generates one per data directory for the embedded SQLite database.
+    jwt_sign_key: str = ""
     jwt_sign_algorithm: str = "HS512"
     allow_anonymous_internal: bool = False
     default_timezone: str = "Europe/Lisbon"
@@ -119,12 +121,13 @@ class Settings:
                 f"JWT_SIGN_ALGORITHM must be one of {', '.join(SUPPORTED_JWT_ALGORITHMS)}, "
                 f"got {self.jwt_sign_algorithm!r}"
             )
-        if not self.is_sqlite and self.jwt_sign_key == DEFAULT_JWT_SIGN_KEY:
+        if not self.jwt_sign_key and not self.is_sqlite:
             raise ConfigurationError(
-                "JWT_SIGN_KEY is the development default; set a secret key before using a server database"
+                "JWT_SIGN_KEY is not set: a server database needs the key the API gateway signs tokens with"
             )
-        if len(self.jwt_sign_key) < 16:
-            raise ConfigurationError("JWT_SIGN_KEY must be at least 16 characters long")
+        key_refusal = key_problem(self.jwt_sign_key, self.jwt_sign_algorithm)
+        if key_refusal is not None:
+            raise ConfigurationError(key_refusal)
         try:
             ZoneInfo(self.default_timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -179,7 +182,7 @@ class Settings:
                 1000,
                 3_600_000,
             ),
-            jwt_sign_key=text("JWT_SIGN_KEY", defaults.jwt_sign_key) or "",
+            jwt_sign_key=text("JWT_SIGN_KEY", "") or "",
             jwt_sign_algorithm=(text("JWT_SIGN_ALGORITHM", defaults.jwt_sign_algorithm) or "").upper(),
             allow_anonymous_internal=_parse_bool(
                 "ALLOW_ANONYMOUS_INTERNAL", env.get("ALLOW_ANONYMOUS_INTERNAL", "false")
@@ -200,4 +203,6 @@ class Settings:
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
         )
+        if not settings.jwt_sign_key and settings.is_sqlite:
+            settings = dataclasses.replace(settings, jwt_sign_key=embedded_signing_key(settings.database_url))
         return settings.validate()

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
 from statistics_manager_service.config import DEFAULT_DATABASE_URL, ConfigurationError, Settings
 
-STRONG_KEY = "k" * 64
+STRONG_KEY = secrets.token_urlsafe(64)
+
+
+@pytest.fixture(autouse=True)
+def _data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run where the default `./statistics.db` (and its generated signing key) may be created."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_run_the_embedded_mode_without_any_variable() -> None:
@@ -21,7 +28,7 @@ def test_defaults_run_the_embedded_mode_without_any_variable() -> None:
     assert settings.jwt_sign_algorithm == "HS512"
 
 
-def test_server_database_refuses_the_default_signing_key() -> None:
+def test_server_database_requires_a_signing_key() -> None:
     with pytest.raises(ConfigurationError, match="JWT_SIGN_KEY"):
         Settings.from_env({"DATABASE_URL": "postgresql://db/statistics"}, dotenv_path=None)
     settings = Settings.from_env(
