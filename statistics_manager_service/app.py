@@ -53,6 +53,11 @@ def create_app(
 ) -> connexion.FlaskApp:
     """Build the OpenAPI-first app; response validation is for tests (it costs throughput)."""
     context = context or build_context(settings)
+    if settings.allow_anonymous_internal:
+        logger.warning(
+            "ALLOW_ANONYMOUS_INTERNAL=true: calls without a token from %s read every household",
+            ", ".join(str(network) for network in settings.anonymous_internal_networks) or "no network",
+        )
     spec = load_spec()
     app = connexion.FlaskApp(
         __name__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,10 @@ from statistics_manager_service.signing_key import embedded_signing_key, key_pro
 DEFAULT_DATABASE_URL = "sqlite:///./statistics.db"
 SUPPORTED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 ROLES = ("all", "api", "worker")
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+# Kafka redelivers within minutes to hours (a rebalance, a restart, a replayed partition); a week
+# is the shortest memory of processed event ids that still outlasts any of those.
+MINIMUM_PROCESSED_EVENTS_RETENTION_DAYS = 7
 
 
 class ConfigurationError(ValueError):
@@ -53,6 +58,20 @@ def _parse_int(name: str, value: str, minimum: int, maximum: int) -> int:
     return number
 
 
+def _parse_networks(name: str, value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{name} must be comma-separated networks like 10.0.0.0/8 or ::1/128: {error}"
+            ) from None
+    return tuple(networks)
+
+
 def _parse_float(name: str, value: str, minimum: float) -> float:
     try:
         number = float(value)
@@ -82,6 +101,9 @@ class Settings:
     jwt_sign_key: str = ""
     jwt_sign_algorithm: str = "HS512"
     allow_anonymous_internal: bool = False
+    anonymous_internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _parse_networks(
+        "ANONYMOUS_INTERNAL_NETWORKS", LOOPBACK_NETWORKS
+    )
     default_timezone: str = "Europe/Lisbon"
     host: str = "0.0.0.0"
     port: int = 8080
@@ -93,6 +115,8 @@ class Settings:
     forecast_api_timeout_s: float = 5.0
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
+    processed_events_retention_days: int = 30
+    outbox_retention_hours: int = 24
 
     @property
     def is_sqlite(self) -> bool:
@@ -187,6 +211,9 @@ class Settings:
             allow_anonymous_internal=_parse_bool(
                 "ALLOW_ANONYMOUS_INTERNAL", env.get("ALLOW_ANONYMOUS_INTERNAL", "false")
             ),
+            anonymous_internal_networks=_parse_networks(
+                "ANONYMOUS_INTERNAL_NETWORKS", env.get("ANONYMOUS_INTERNAL_NETWORKS", LOOPBACK_NETWORKS)
+            ),
             default_timezone=text("DEFAULT_TIMEZONE", defaults.default_timezone) or "",
             host=text("HOST", defaults.host) or "",
             port=_parse_int("PORT", text("PORT", "8080") or "", 1, 65535),
@@ -202,6 +229,15 @@ class Settings:
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
+            processed_events_retention_days=_parse_int(
+                "PROCESSED_EVENTS_RETENTION_DAYS",
+                text("PROCESSED_EVENTS_RETENTION_DAYS", "30") or "",
+                MINIMUM_PROCESSED_EVENTS_RETENTION_DAYS,
+                3650,
+            ),
+            outbox_retention_hours=_parse_int(
+                "OUTBOX_RETENTION_HOURS", text("OUTBOX_RETENTION_HOURS", "24") or "", 1, 8760
+            ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:
             settings = dataclasses.replace(settings, jwt_sign_key=embedded_signing_key(settings.database_url))
