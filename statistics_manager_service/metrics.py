@@ -7,6 +7,7 @@ and `/metrics` merges what every process wrote there.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +19,17 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+# Every label value comes from the code or the configuration: a value a client or a producer
+# chooses (a request method, an event type) is reported as this one unless it is a known one,
+# so that nobody outside can create time series without bound.
+OTHER_LABEL = "other"
+
+
+def bounded_label(value: str, known: Collection[str]) -> str:
+    """Return `value` when it is one of `known`, else the fixed label "other"."""
+    return value if value in known else OTHER_LABEL
+
 
 HTTP_REQUESTS = Counter(
     "statistics_http_requests_total",
@@ -47,7 +59,7 @@ EVENTS_DUPLICATE = Counter(
 )
 EVENTS_SKIPPED = Counter(
     "statistics_events_skipped_total",
-    "Events on shared topics that this service does not use, by event type.",
+    "Events on shared topics that this service does not use, by event type (other: a type it does not know).",
     ["topic", "event_type"],
 )
 DEAD_LETTERED = Counter(

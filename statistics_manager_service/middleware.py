@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 CORRELATION_HEADER = b"x-correlation-id"
 MAX_CORRELATION_ID_LENGTH = 128
 MAX_CACHED_TOKENS = 4096
+# Metric label of a request method outside this set: a client chooses the method.
+LABELLED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -180,6 +182,7 @@ class RequestContextMiddleware:
 
     def _count(self, method: str, endpoint: str, status: int, started: float) -> None:
         """Count the request and its latency (labelled children are looked up once each)."""
+        method = metrics.bounded_label(method, LABELLED_METHODS)
         counter = self._request_counters.get((method, endpoint, status))
         if counter is None:
             counter = metrics.HTTP_REQUESTS.labels(method, endpoint, str(status))

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from statistics_manager_service import metrics
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import ServiceContext
-from statistics_manager_service.middleware import AcceptedTokens, RequestContextMiddleware
+from statistics_manager_service.middleware import LABELLED_METHODS, AcceptedTokens, RequestContextMiddleware
 from statistics_manager_service.test.conftest import TokenFactory, make_settings
 
 # A protected call that needs no data: the caller is authenticated before the household is looked up.
@@ -136,3 +137,18 @@ def test_anonymous_access_is_announced_at_start(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "ALLOW_ANONYMOUS_INTERNAL=true: calls without a token from 127.0.0.0/8, ::1/128 read every household"
     ]
+
+
+def test_request_methods_chosen_by_clients_share_one_metric_label(context: ServiceContext) -> None:
+    app = create_app(context.settings, context=context)
+    with app.test_client() as client:
+        for number in range(30):
+            client.request(f"BREW{number}", "/api/statistics/health")
+    methods = {
+        sample.labels["method"]
+        for family in metrics.HTTP_REQUESTS.collect()
+        for sample in family.samples
+        if "method" in sample.labels
+    }
+    assert "other" in methods
+    assert methods <= LABELLED_METHODS | {"other"}
