@@ -103,6 +103,11 @@ OUTBOX_PENDING = Gauge(
     "Outbox events not yet published.",
     multiprocess_mode="livemax",
 )
+ROWS_PRUNED = Counter(
+    "statistics_rows_pruned_total",
+    "Rows deleted by housekeeping once past their retention, by table (processed_events, events).",
+    ["table"],
+)
 DB_POOL_IN_USE = Gauge(
     "statistics_db_pool_connections_in_use",
     "Database connections checked out of the pool.",
