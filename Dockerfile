@@ -35,7 +35,7 @@ RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib \
     && cd /tmp \
     && DATABASE_URL=sqlite:////tmp/smoke.db statistics-manager db upgrade \
-    && rm -f /tmp/smoke.db
+    && rm -f /tmp/smoke.db /tmp/statistics-manager.jwt-key
 
 # ---------------------------------------------------------------------------------------------
 # Stage 2: the runtime image: the virtualenv only, no build tools, an unprivileged user.

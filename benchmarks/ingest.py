@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import io
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -55,7 +56,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-JWT_SIGN_KEY = "statistics-manager-ingest-benchmark-signing-key-" + "0123456789abcdef" * 2
+# Generated per run: the service refuses every key written in the repository.
+JWT_SIGN_KEY = secrets.token_urlsafe(64)
 START = dt.datetime(2026, 5, 4, tzinfo=dt.UTC)  # a Monday; Lisbon is UTC+1 then
 STEP_S = 900
 PER_DAY = 96

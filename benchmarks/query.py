@@ -28,6 +28,7 @@ import io
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -48,7 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-JWT_SIGN_KEY = "statistics-manager-query-benchmark-signing-key-" + "0123456789abcdef" * 2
+# Generated per run: the service refuses every key written in the repository.
+JWT_SIGN_KEY = secrets.token_urlsafe(64)
 MEASURED_USER = "benchhome1"
 YEAR_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 YEAR_END = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

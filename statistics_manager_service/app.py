@@ -59,6 +59,11 @@ def create_app(
     context = context or build_context(settings)
     build = build_info(settings)
     metrics.record_build_info(build.version, build.revision)
+    if settings.allow_anonymous_internal:
+        logger.warning(
+            "ALLOW_ANONYMOUS_INTERNAL=true: calls without a token from %s read every household",
+            ", ".join(str(network) for network in settings.anonymous_internal_networks) or "no network",
+        )
     spec = load_spec()
     app = connexion.FlaskApp(
         __name__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from statistics_manager_service.exception_handling_utils.errors import (
 logger = logging.getLogger(__name__)
 
 SERVICE_ROLE = "service"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,21 +42,20 @@ ANONYMOUS_INTERNAL = Principal(user_id=None, is_anonymous=True)
 _current_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 
 
-def decode_bearer(
-    authorization: str | None, *, sign_key: str, algorithm: str, allow_anonymous: bool
-) -> Principal:
-    """Turn an Authorization header into a Principal; raise Unauthorized when it is not valid."""
-    if not authorization:
-        if allow_anonymous:
-            return ANONYMOUS_INTERNAL
-        raise Unauthorized(f"{INVALID_TOKEN}: the Authorization header is missing; send `Bearer <token>`")
+def bearer_token(authorization: str) -> str:
+    """Return the token of an `Authorization: Bearer <token>` header; raise Unauthorized otherwise."""
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"{INVALID_TOKEN}: the Authorization header must be `Bearer <token>`")
+    return token.strip()
+
+
+def decode_token(token: str, *, sign_key: str, algorithm: str) -> Principal:
+    """Turn a bearer token into a Principal; raise Unauthorized when it is not valid."""
     try:
         # Pinning the one configured algorithm rejects `alg: none` and algorithm swaps.
         claims = jwt.decode(
-            token.strip(),
+            token,
             sign_key,
             algorithms=[algorithm],
             options={"require": ["exp"]},
@@ -64,7 +65,8 @@ def decode_bearer(
         logger.info("rejected bearer token: expired")
         raise Unauthorized(f"{INVALID_TOKEN}: the token has expired; get a new one") from None
     except jwt.PyJWTError as error:
-        logger.info("rejected bearer token: %s", error)
+        # The class only: a message may quote parts of the presented token.
+        logger.info("rejected bearer token: %s", type(error).__name__)
         raise Unauthorized(
             f"{INVALID_TOKEN}: the token is invalid (malformed, not signed with this service's key and"
             f" {algorithm}, or without an expiry)"
@@ -76,6 +78,19 @@ def decode_bearer(
         logger.info("rejected bearer token without a subject")
         raise Unauthorized(f"{INVALID_TOKEN}: the token names neither a user (`sub`) nor the service role")
     return Principal(user_id=subject)
+
+
+def in_networks(client_host: str | None, networks: Iterable[IPNetwork]) -> bool:
+    """Tell whether a client address (as the server reports it) lies in one of `networks`."""
+    if not client_host:
+        return False
+    try:
+        address = ipaddress.ip_address(client_host.split("%", 1)[0])
+    except ValueError:
+        return False  # not an address (a Unix socket path, a test client's name)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def set_current_principal(principal: Principal | None) -> None:

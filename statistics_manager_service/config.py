@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DEFAULT_JWT_SIGN_KEY = "change-me-statistics-manager-development-key"
+from statistics_manager_service.signing_key import embedded_signing_key, key_problem
+
 DEFAULT_DATABASE_URL = "sqlite:///./statistics.db"
 SUPPORTED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 ROLES = ("all", "api", "worker")
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+# Kafka redelivers within minutes to hours (a rebalance, a restart, a replayed partition); a week
+# is the shortest memory of processed event ids that still outlasts any of those.
+MINIMUM_PROCESSED_EVENTS_RETENTION_DAYS = 7
 
 
 class ConfigurationError(ValueError):
@@ -52,6 +58,20 @@ def _parse_int(name: str, value: str, minimum: int, maximum: int) -> int:
     return number
 
 
+def _parse_networks(name: str, value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{name} must be comma-separated networks like 10.0.0.0/8 or ::1/128: {error}"
+            ) from None
+    return tuple(networks)
+
+
 def _parse_float(name: str, value: str, minimum: float) -> float:
     try:
         number = float(value)
@@ -77,9 +97,13 @@ class Settings:
     kafka_max_poll_records: int = 500
     kafka_batch_max_bytes: int = 8 * 1024 * 1024
     kafka_max_poll_interval_ms: int = 300_000
-    jwt_sign_key: str = DEFAULT_JWT_SIGN_KEY
+    # No default: `from_env` generates one per data directory for the embedded SQLite database.
+    jwt_sign_key: str = ""
     jwt_sign_algorithm: str = "HS512"
     allow_anonymous_internal: bool = False
+    anonymous_internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _parse_networks(
+        "ANONYMOUS_INTERNAL_NETWORKS", LOOPBACK_NETWORKS
+    )
     default_timezone: str = "Europe/Lisbon"
     host: str = "0.0.0.0"
     port: int = 8080
@@ -93,6 +117,8 @@ class Settings:
     outbox_relay_enabled: bool = True
     # The source revision the image was built from (set at build time), for /version and metrics.
     git_revision: str = "unknown"
+    processed_events_retention_days: int = 30
+    outbox_retention_hours: int = 24
 
     @property
     def is_sqlite(self) -> bool:
@@ -121,12 +147,13 @@ class Settings:
                 f"JWT_SIGN_ALGORITHM must be one of {', '.join(SUPPORTED_JWT_ALGORITHMS)}, "
                 f"got {self.jwt_sign_algorithm!r}"
             )
-        if not self.is_sqlite and self.jwt_sign_key == DEFAULT_JWT_SIGN_KEY:
+        if not self.jwt_sign_key and not self.is_sqlite:
             raise ConfigurationError(
-                "JWT_SIGN_KEY is the development default; set a secret key before using a server database"
+                "JWT_SIGN_KEY is not set: a server database needs the key the API gateway signs tokens with"
             )
-        if len(self.jwt_sign_key) < 16:
-            raise ConfigurationError("JWT_SIGN_KEY must be at least 16 characters long")
+        key_refusal = key_problem(self.jwt_sign_key, self.jwt_sign_algorithm)
+        if key_refusal is not None:
+            raise ConfigurationError(key_refusal)
         try:
             ZoneInfo(self.default_timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -181,10 +208,13 @@ class Settings:
                 1000,
                 3_600_000,
             ),
-            jwt_sign_key=text("JWT_SIGN_KEY", defaults.jwt_sign_key) or "",
+            jwt_sign_key=text("JWT_SIGN_KEY", "") or "",
             jwt_sign_algorithm=(text("JWT_SIGN_ALGORITHM", defaults.jwt_sign_algorithm) or "").upper(),
             allow_anonymous_internal=_parse_bool(
                 "ALLOW_ANONYMOUS_INTERNAL", env.get("ALLOW_ANONYMOUS_INTERNAL", "false")
+            ),
+            anonymous_internal_networks=_parse_networks(
+                "ANONYMOUS_INTERNAL_NETWORKS", env.get("ANONYMOUS_INTERNAL_NETWORKS", LOOPBACK_NETWORKS)
             ),
             default_timezone=text("DEFAULT_TIMEZONE", defaults.default_timezone) or "",
             host=text("HOST", defaults.host) or "",
@@ -202,5 +232,16 @@ class Settings:
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
             git_revision=text("GIT_REVISION", defaults.git_revision) or defaults.git_revision,
+            processed_events_retention_days=_parse_int(
+                "PROCESSED_EVENTS_RETENTION_DAYS",
+                text("PROCESSED_EVENTS_RETENTION_DAYS", "30") or "",
+                MINIMUM_PROCESSED_EVENTS_RETENTION_DAYS,
+                3650,
+            ),
+            outbox_retention_hours=_parse_int(
+                "OUTBOX_RETENTION_HOURS", text("OUTBOX_RETENTION_HOURS", "24") or "", 1, 8760
+            ),
         )
+        if not settings.jwt_sign_key and settings.is_sqlite:
+            settings = dataclasses.replace(settings, jwt_sign_key=embedded_signing_key(settings.database_url))
         return settings.validate()

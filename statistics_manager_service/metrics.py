@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -28,6 +28,17 @@ from prometheus_client.registry import Collector
 
 # What the response cache did with a cacheable request (the label of RESPONSE_CACHE_REQUESTS).
 RESPONSE_CACHE_RESULTS = ("hit", "miss", "bypass")
+
+# Every label value comes from the code or the configuration: a value a client or a producer
+# chooses (a request method, an event type) is reported as this one unless it is a known one,
+# so that nobody outside can create time series without bound.
+OTHER_LABEL = "other"
+
+
+def bounded_label(value: str, known: Collection[str]) -> str:
+    """Return `value` when it is one of `known`, else the fixed label "other"."""
+    return value if value in known else OTHER_LABEL
+
 
 HTTP_REQUESTS = Counter(
     "statistics_http_requests_total",
@@ -57,7 +68,7 @@ EVENTS_DUPLICATE = Counter(
 )
 EVENTS_SKIPPED = Counter(
     "statistics_events_skipped_total",
-    "Events on shared topics that this service does not use, by event type.",
+    "Events on shared topics that this service does not use, by event type (other: a type it does not know).",
     ["topic", "event_type"],
 )
 DEAD_LETTERED = Counter(
@@ -100,6 +111,11 @@ OUTBOX_PENDING = Gauge(
     "statistics_outbox_pending",
     "Outbox events not yet published.",
     multiprocess_mode="livemax",
+)
+ROWS_PRUNED = Counter(
+    "statistics_rows_pruned_total",
+    "Rows deleted by housekeeping once past their retention, by table (processed_events, events).",
+    ["table"],
 )
 DB_POOL_IN_USE = Gauge(
     "statistics_db_pool_connections_in_use",

@@ -18,12 +18,25 @@ from a2wsgi.wsgi import Body, build_environ
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statistics_manager_service import metrics
-from statistics_manager_service.auth import Principal, decode_bearer, set_current_principal
+from statistics_manager_service.auth import (
+    ANONYMOUS_INTERNAL,
+    Principal,
+    bearer_token,
+    decode_token,
+    in_networks,
+    set_current_principal,
+)
 from statistics_manager_service.config import Settings
 from statistics_manager_service.exception_handling_utils.errors import (
+    AUTHORIZATION_TOO_LONG,
+    HEADERS_TOO_LARGE,
+    INVALID_TOKEN,
+    MAX_AUTHORIZATION_BYTES,
+    MAX_REQUEST_HEADER_BYTES,
     MISSING_CORRELATION_ID,
     BadRequest,
     ServiceError,
+    Unauthorized,
 )
 from statistics_manager_service.log import correlation_id_var
 
@@ -32,6 +45,8 @@ logger = logging.getLogger(__name__)
 CORRELATION_HEADER = b"x-correlation-id"
 MAX_CORRELATION_ID_LENGTH = 128
 MAX_CACHED_TOKENS = 4096
+# Metric label of a request method outside this set: a client chooses the method.
+LABELLED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -60,38 +75,46 @@ async def send_json_error(send: Send, status: int, message: str, correlation_id:
 
 
 class AcceptedTokens:
-    """Principals of Authorization headers already verified, until their token's `exp`.
+    """Principals of bearer tokens already verified, until their `exp`.
 
-    A token `decode_bearer` accepted stays acceptable until it expires (`nbf` and `iat` only
+    A token `decode_token` accepted stays acceptable until it expires (`nbf` and `iat` only
     become more valid with time), so answering from here is the same decision without the HMAC
-    and JSON work. Rejections are not remembered: each is decided, and logged, again.
+    and JSON work. Entries are keyed by the token itself, never by the header around it, so
+    padding a header cannot add entries. Rejections are not remembered: each is decided, and
+    logged, again.
     """
 
     def __init__(self, capacity: int = MAX_CACHED_TOKENS) -> None:
         self.capacity = capacity
         self._entries: dict[str, tuple[Principal, float]] = {}
 
-    def get(self, authorization: str, now_s: float) -> Principal | None:
-        """Return the principal of an accepted, unexpired header, else None."""
-        entry = self._entries.get(authorization)
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, now_s: float) -> Principal | None:
+        """Return the principal of an accepted, unexpired token, else None."""
+        entry = self._entries.get(token)
         if entry is None:
             return None
         principal, expires_s = entry
         if now_s >= expires_s:
-            self._entries.pop(authorization, None)
+            self._entries.pop(token, None)
             return None
         return principal
 
-    def remember(self, authorization: str, principal: Principal) -> None:
-        """Keep an accepted header's principal until its token's `exp` claim."""
-        token = authorization.strip().partition(" ")[2].strip()
+    def remember(self, token: str, principal: Principal) -> None:
+        """Keep an accepted token's principal until its `exp` claim."""
         try:
             expires_s = float(jwt.decode(token, options={"verify_signature": False})["exp"])
         except (jwt.PyJWTError, KeyError, TypeError, ValueError):
             return
         if len(self._entries) >= self.capacity:
             self._entries.pop(next(iter(self._entries)), None)  # the oldest entry
-        self._entries[authorization] = (principal, expires_s)
+        self._entries[token] = (principal, expires_s)
+
+
+def _header_bytes(scope: Scope) -> int:
+    return sum(len(name) + len(value) for name, value in scope.get("headers", ()))
 
 
 class RequestContextMiddleware:
@@ -118,10 +141,15 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        started = time.perf_counter()
+        if _header_bytes(scope) > MAX_REQUEST_HEADER_BYTES:
+            # Before any work: the headers are not parsed, kept or logged.
+            await send_json_error(send, 431, HEADERS_TOO_LARGE, str(uuid.uuid4()))
+            self._count(scope.get("method", "GET"), "other", 431, started)
+            return
         if path == "/metrics":
             await self._serve_metrics(send)
             return
-        started = time.perf_counter()
         status_holder = {"status": 500}
         supplied_id = _header(scope, CORRELATION_HEADER)
         if supplied_id is not None:
@@ -154,6 +182,7 @@ class RequestContextMiddleware:
 
     def _count(self, method: str, endpoint: str, status: int, started: float) -> None:
         """Count the request and its latency (labelled children are looked up once each)."""
+        method = metrics.bounded_label(method, LABELLED_METHODS)
         counter = self._request_counters.get((method, endpoint, status))
         if counter is None:
             counter = metrics.HTTP_REQUESTS.labels(method, endpoint, str(status))
@@ -170,19 +199,27 @@ class RequestContextMiddleware:
         if not supplied_id:
             return BadRequest(MISSING_CORRELATION_ID)
         authorization = _header(scope, b"authorization")
-        principal = self.accepted_tokens.get(authorization, time.time()) if authorization else None
-        if principal is None:
-            try:
-                principal = decode_bearer(
-                    authorization,
-                    sign_key=self.settings.jwt_sign_key,
-                    algorithm=self.settings.jwt_sign_algorithm,
-                    allow_anonymous=self.settings.allow_anonymous_internal,
+        if not authorization:
+            if self.settings.allow_anonymous_internal and in_networks(
+                (scope.get("client") or (None, 0))[0], self.settings.anonymous_internal_networks
+            ):
+                set_current_principal(ANONYMOUS_INTERNAL)
+                return None
+            return Unauthorized(
+                f"{INVALID_TOKEN}: the Authorization header is missing; send `Bearer <token>`"
+            )
+        if len(authorization) > MAX_AUTHORIZATION_BYTES:
+            return Unauthorized(AUTHORIZATION_TOO_LONG)
+        try:
+            token = bearer_token(authorization)
+            principal = self.accepted_tokens.get(token, time.time())
+            if principal is None:
+                principal = decode_token(
+                    token, sign_key=self.settings.jwt_sign_key, algorithm=self.settings.jwt_sign_algorithm
                 )
-            except ServiceError as error:
-                return error
-            if authorization:
-                self.accepted_tokens.remember(authorization, principal)
+                self.accepted_tokens.remember(token, principal)
+        except ServiceError as error:
+            return error
         set_current_principal(principal)
         return None
 

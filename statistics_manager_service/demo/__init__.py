@@ -29,6 +29,7 @@ __all__ = ["load_demo", "load_demo_data"]
 logger = logging.getLogger(__name__)
 
 TOKEN_VALID_S = 7 * 86400
+TOKEN_IN_LOGS = "<printed on standard output, not logged>"
 
 
 def load_demo(context: ServiceContext, *, days: int = DEFAULT_DAYS, now: dt.datetime | None = None) -> None:
@@ -61,17 +62,17 @@ def load_demo(context: ServiceContext, *, days: int = DEFAULT_DAYS, now: dt.date
         logger.info(
             "demo: all %d events were already loaded (checked in %.2f s)", load.events_planned, load.seconds
         )
-    text = introduction(context.settings, load)
-    logger.info("%s", text)
-    print(text, flush=True)
+    token = issue_token(context.settings, service=True, valid_for_s=TOKEN_VALID_S)
+    # The token goes to the terminal only: log lines end up in shared log stores.
+    logger.info("%s", introduction(context.settings, load, TOKEN_IN_LOGS))
+    print(introduction(context.settings, load, token), flush=True)
 
 
-def introduction(settings: Settings, load: DemoLoad) -> str:
-    """Return what a newcomer needs: who the demo users are, a token, and calls to try."""
+def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
+    """Return what a newcomer needs: who the demo users are, the token, and calls to try."""
     zone = ZoneInfo(TIMEZONE)
     first = dt.datetime.fromtimestamp(load.span.start_s, zone).date()
     last = dt.datetime.fromtimestamp(load.span.end_s, zone)
-    token = issue_token(settings, service=True, valid_for_s=TOKEN_VALID_S)
     host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{host}:{settings.port}/api/statistics"
     week_ago = (last.date() - dt.timedelta(days=7)).isoformat() + "T00:00:00Z"

@@ -304,3 +304,5 @@ HANDLERS: dict[str, dict[str, Handler]] = {
 }
 # Topics whose unknown event types are someone else's business: skipped, not dead-lettered.
 SHARED_TOPICS = frozenset({"user-account"})
+# Every event type some handler knows, whatever the topic: the values a metric label may take.
+KNOWN_EVENT_TYPES = frozenset(event_type for handlers in HANDLERS.values() for event_type in handlers)

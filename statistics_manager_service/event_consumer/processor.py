@@ -22,6 +22,7 @@ from statistics_manager_service.event_consumer.days import announce_closed_days
 from statistics_manager_service.event_consumer.envelope import Envelope, PoisonMessage, parse_envelope
 from statistics_manager_service.event_consumer.handlers import (
     HANDLERS,
+    KNOWN_EVENT_TYPES,
     SHARED_TOPICS,
     Services,
     announce_updates,
@@ -157,7 +158,10 @@ class BatchProcessor:
                 continue
             if not self._known(short_topic, envelope.event_type):
                 if short_topic in SHARED_TOPICS:
-                    metrics.EVENTS_SKIPPED.labels(message.topic, envelope.event_type[:64]).inc()
+                    event_label = metrics.bounded_label(
+                        envelope.event_type, KNOWN_EVENT_TYPES | {READINGS_EVENT}
+                    )
+                    metrics.EVENTS_SKIPPED.labels(message.topic, event_label).inc()
                 else:
                     reason = f"unknown event type {envelope.event_type!r} on {message.topic}"
                     dead.append(DeadLetter(message, "UnknownEventType", reason))

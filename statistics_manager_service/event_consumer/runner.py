@@ -13,6 +13,7 @@ from statistics_manager_service.background import Background
 from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
+from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.event_producers.outbox import debezium_envelope
@@ -71,6 +72,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
                 backoff.wait()
 
     background.spawn("tariff-sync", sync_tariffs)
+    background.spawn("housekeeping", Housekeeping(context.session_factory, settings).run)
     if not settings.kafka_enabled:
         logger.info("KAFKA_BOOTSTRAP_SERVERS is not set: outbox events are handled in-process")
         relay = OutboxRelay(

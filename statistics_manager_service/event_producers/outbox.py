@@ -71,6 +71,26 @@ def delete_published(session: Session, events: list[OutboxEvent]) -> None:
         session.expunge(event)
 
 
+def delete_created_before(session: Session, created_before_ms: int, limit: int) -> int:
+    """Delete up to `limit` of the oldest rows queued before `created_before_ms`; return how many.
+
+    For the Debezium mode only, where the connector reads inserts from the WAL and the service's
+    relay never deletes what it would have published.
+    """
+    oldest = (
+        sa.select(OutboxEvent.seq)
+        .where(OutboxEvent.timestamp < created_before_ms)
+        .order_by(OutboxEvent.seq)
+        .limit(limit)
+    )
+    result = session.execute(
+        sa.delete(OutboxEvent)
+        .where(OutboxEvent.seq.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def count_pending(session: Session) -> int:
     """Count the events not yet published."""
     return int(session.execute(sa.select(sa.func.count()).select_from(OutboxEvent)).scalar_one())

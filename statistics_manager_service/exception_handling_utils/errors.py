@@ -61,3 +61,13 @@ MISSING_CORRELATION_ID = "missing X-Correlation-ID header"
 INVALID_TOKEN = "error in authorization token"
 FORBIDDEN = "you are not authorized to access this information"
 INTERNAL_ERROR = "internal server error"
+MAX_AUTHORIZATION_BYTES = 8 * 1024
+MAX_REQUEST_HEADER_BYTES = 32 * 1024
+AUTHORIZATION_TOO_LONG = (
+    f"Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes; "
+    "send 'Bearer <token>' with the token only"
+)
+HEADERS_TOO_LARGE = (
+    f"request headers are larger than {MAX_REQUEST_HEADER_BYTES} bytes in total; "
+    "send fewer or shorter headers"
+)

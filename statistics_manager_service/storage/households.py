@@ -182,6 +182,22 @@ def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> Non
     upsert_rows(session, ProcessedEvent, rows, ["event_id"], merge="ignore")
 
 
+def prune_processed_events(session: Session, processed_before_s: int, limit: int) -> int:
+    """Forget up to `limit` of the oldest event ids processed before `processed_before_s`; return how many."""
+    oldest = (
+        sa.select(ProcessedEvent.event_id)
+        .where(ProcessedEvent.processed_at < processed_before_s)
+        .order_by(ProcessedEvent.processed_at)
+        .limit(limit)
+    )
+    result = session.execute(
+        sa.delete(ProcessedEvent)
+        .where(ProcessedEvent.event_id.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def update_households(session: Session, updates: pd.DataFrame) -> None:
     """Set columns of many households (`user_id` and the columns to set); on PostgreSQL with one
     statement.

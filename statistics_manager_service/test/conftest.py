@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ pytest_plugins = ["statistics_manager_service.test.support.kafka_fixtures"]
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
-TEST_JWT_KEY = "statistics-manager-test-signing-key-" + "0123456789abcdef" * 3
+# Generated per test session: the service refuses every key written in the repository.
+TEST_JWT_KEY = secrets.token_urlsafe(64)
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "postgresql,sqlite").split(",") if b.strip()]
 
 

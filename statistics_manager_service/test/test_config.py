@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
 from statistics_manager_service.config import DEFAULT_DATABASE_URL, ConfigurationError, Settings
 
-STRONG_KEY = "k" * 64
+STRONG_KEY = secrets.token_urlsafe(64)
+
+
+@pytest.fixture(autouse=True)
+def _data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run where the default `./statistics.db` (and its generated signing key) may be created."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_run_the_embedded_mode_without_any_variable() -> None:
@@ -21,7 +28,7 @@ def test_defaults_run_the_embedded_mode_without_any_variable() -> None:
     assert settings.jwt_sign_algorithm == "HS512"
 
 
-def test_server_database_refuses_the_default_signing_key() -> None:
+def test_server_database_requires_a_signing_key() -> None:
     with pytest.raises(ConfigurationError, match="JWT_SIGN_KEY"):
         Settings.from_env({"DATABASE_URL": "postgresql://db/statistics"}, dotenv_path=None)
     settings = Settings.from_env(
@@ -42,6 +49,10 @@ def test_server_database_refuses_the_default_signing_key() -> None:
         ("TARIFFS_FILE", "/nonexistent/tariffs.yaml", "TARIFFS_FILE does not exist"),
         ("RESPONSE_CACHE_MB", "-1", "RESPONSE_CACHE_MB must be between"),
         ("KAFKA_BATCH_MAX_BYTES", "lots", "KAFKA_BATCH_MAX_BYTES must be an integer"),
+        ("PROCESSED_EVENTS_RETENTION_DAYS", "3", "PROCESSED_EVENTS_RETENTION_DAYS must be between 7 and"),
+        ("OUTBOX_RETENTION_HOURS", "0", "OUTBOX_RETENTION_HOURS must be between 1 and"),
+        ("ANONYMOUS_INTERNAL_NETWORKS", "10.0.0.1/8", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
+        ("ANONYMOUS_INTERNAL_NETWORKS", "intranet", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:

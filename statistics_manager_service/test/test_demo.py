@@ -79,6 +79,7 @@ def test_demo_loads_every_household_through_the_handlers_once(
     settings = context.settings
     claims = jwt.decode(token, settings.jwt_sign_key, algorithms=[settings.jwt_sign_algorithm])
     assert claims["role"] == "service"
+    assert not [r for r in caplog.records if token.split(".")[2] in r.getMessage()], "a token was logged"
     daily = _periods(context, "daily")
     assert sorted(daily["user_id"].unique()) == USER_IDS
     assert daily.groupby("user_id").size().min() == DAYS

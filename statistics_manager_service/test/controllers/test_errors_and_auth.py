@@ -187,7 +187,7 @@ def test_anonymous_calls_only_when_allowed(context: ServiceContext, seeded) -> N
         assert client.get(CONSUMPTION.format(USER), headers=headers).status_code == 401
     settings = make_settings(context.settings.database_url, allow_anonymous_internal=True)
     open_app = create_app(settings, context=context, validate_responses=True)
-    with open_app.test_client() as client:
+    with open_app.test_client(client=("127.0.0.1", 50000)) as client:  # from the default (loopback) network
         response = client.get(CONSUMPTION.format(USER), headers=headers)
         assert response.status_code == 200
         forged = client.get(

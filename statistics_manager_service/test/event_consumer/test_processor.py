@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from statistics_manager_service import metrics
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer import handlers
+from statistics_manager_service.event_consumer.handlers import KNOWN_EVENT_TYPES
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import Base, Household, StatisticsPeriod
@@ -259,14 +260,37 @@ def test_poison_messages_are_dead_lettered_and_the_rest_processed(context: Servi
     assert (quarter_hours["user_id"] == "house00002").sum() == 3
 
 
+def _skipped_labels() -> set[str]:
+    return {
+        sample.labels["event_type"]
+        for family in metrics.EVENTS_SKIPPED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
 def test_unused_account_events_are_skipped_and_counted(context: ServiceContext) -> None:
-    before = metrics.EVENTS_SKIPPED.labels("hems.user-account", "UserConfirmed")._value.get()
+    before = metrics.EVENTS_SKIPPED.labels("hems.user-account", "other")._value.get()
     dead = process(
         context,
         [account_message("house00001", "UserConfirmed"), account_message("house00001", "UserSoftDeleted")],
     )
     assert dead == []
-    assert metrics.EVENTS_SKIPPED.labels("hems.user-account", "UserConfirmed")._value.get() == before + 1
+    assert metrics.EVENTS_SKIPPED.labels("hems.user-account", "other")._value.get() == before + 2
+
+
+def test_event_types_chosen_by_producers_yield_a_bounded_set_of_labels(context: ServiceContext) -> None:
+    misplaced = metrics.EVENTS_SKIPPED.labels("hems.user-account", "CarbonIntensity")._value.get()
+    dead = process(
+        context,
+        [account_message("house00001", f"Invented{number:04d}") for number in range(300)]
+        + [
+            account_message("house00001", "CarbonIntensity")
+        ],  # a known type on the wrong topic keeps its name
+    )
+    assert dead == []
+    assert _skipped_labels() <= KNOWN_EVENT_TYPES | {"MeterReadings", "other"}
+    assert metrics.EVENTS_SKIPPED.labels("hems.user-account", "CarbonIntensity")._value.get() == misplaced + 1
 
 
 def test_erasure_removes_everything_and_refuses_later_readings(context: ServiceContext) -> None:
