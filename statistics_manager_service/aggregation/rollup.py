@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import overload
+from typing import Protocol, overload
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ _POWER_MEANS = {
 _OUTPUT_ORDER = (*BUCKET_COLUMNS[2:], *_SUMMED[5:], _NEWEST)
 
 
-def _start_days(days: IntArray, granularity: Granularity) -> IntArray:
+def start_days(days: IntArray, granularity: Granularity) -> IntArray:
     """Return the first local day of the period holding each local day."""
     if granularity == "day":
         return days
@@ -67,14 +67,14 @@ def _start_days(days: IntArray, granularity: Granularity) -> IntArray:
     return days.astype("datetime64[D]").astype(f"datetime64[{unit}]").astype("datetime64[D]").astype(np.int64)
 
 
-def _next_start_days(start_days: IntArray, granularity: Granularity) -> IntArray:
+def next_start_days(first_days: IntArray, granularity: Granularity) -> IntArray:
     """Return the first local day of the period after each period start day."""
     if granularity == "day":
-        return start_days + 1
+        return first_days + 1
     if granularity == "week":
-        return start_days + 7
+        return first_days + 7
     unit = "M" if granularity == "month" else "Y"
-    following = start_days.astype("datetime64[D]").astype(f"datetime64[{unit}]") + 1
+    following = first_days.astype("datetime64[D]").astype(f"datetime64[{unit}]") + 1
     return following.astype("datetime64[D]").astype(np.int64)
 
 
@@ -84,8 +84,8 @@ def _zone_period_starts(instants_s: IntArray, tz: str, granularity: Granularity)
     if granularity == "hour":
         # Using the instant's own offset keeps the two 01:00 hours of a DST-end day apart.
         return floor_to(wall, SECONDS_PER_HOUR) - (wall - instants_s)
-    start_days = _start_days(wall // SECONDS_PER_DAY, granularity)
-    unique_days, inverse = np.unique(start_days, return_inverse=True)
+    first_days = start_days(wall // SECONDS_PER_DAY, granularity)
+    unique_days, inverse = np.unique(first_days, return_inverse=True)
     return localize_wall_seconds(unique_days * SECONDS_PER_DAY, tz)[inverse]
 
 
@@ -114,12 +114,37 @@ def period_bounds(
         start = _zone_period_starts(instants, tz, granularity)
         end = start + SECONDS_PER_HOUR
     else:
-        start_days = _start_days(wall_seconds(instants, tz) // SECONDS_PER_DAY, granularity)
-        start = localize_wall_seconds(start_days * SECONDS_PER_DAY, tz)
-        end = localize_wall_seconds(_next_start_days(start_days, granularity) * SECONDS_PER_DAY, tz)
+        first_days = start_days(wall_seconds(instants, tz) // SECONDS_PER_DAY, granularity)
+        start = localize_wall_seconds(first_days * SECONDS_PER_DAY, tz)
+        end = localize_wall_seconds(next_start_days(first_days, granularity) * SECONDS_PER_DAY, tz)
     if np.ndim(period_start_s) == 0:
         return int(start[0]), int(end[0])
     return start, end
+
+
+class LocalCalendar(Protocol):
+    """Local periods of households whose time zone may change over time (`contracts.Calendars`)."""
+
+    def period_starts(self, users: ObjectArray, instants_s: IntArray, granularity: Granularity) -> IntArray:
+        """Return the start of the local period holding each (user, instant)."""
+        ...
+
+    def period_ends(self, users: ObjectArray, instants_s: IntArray, granularity: Granularity) -> IntArray:
+        """Return the end of the local period holding each (user, instant)."""
+        ...
+
+
+TimeZones = pd.Series | dict[str, str] | LocalCalendar
+
+
+def _user_period_starts(
+    users: ObjectArray, instants_s: IntArray, timezones: TimeZones, granularity: Granularity
+) -> IntArray:
+    """Return the start of the local period holding each (user, instant)."""
+    if isinstance(timezones, pd.Series | dict):
+        return period_starts(instants_s, zones_for_users(users, timezones), granularity)
+    _check_granularity(granularity)
+    return timezones.period_starts(users, instants_s, granularity)
 
 
 def zones_for_users(users: ObjectArray, timezones: pd.Series | Mapping[str, str]) -> ObjectArray:
@@ -132,9 +157,7 @@ def zones_for_users(users: ObjectArray, timezones: pd.Series | Mapping[str, str]
     return zones
 
 
-def rollup(
-    rows: pd.DataFrame, timezones: pd.Series | dict[str, str], granularity: Granularity
-) -> pd.DataFrame:
+def rollup(rows: pd.DataFrame, timezones: TimeZones, granularity: Granularity) -> pd.DataFrame:
     """Roll bucket rows (or finer rollup rows) up to local periods of each user's time zone."""
     _check_granularity(granularity)
     start_column = "period_start" if "period_start" in rows.columns else "bucket_start"
@@ -151,7 +174,7 @@ def rollup(
     # Sorting by (user, start) makes each period a contiguous run, whatever the input order.
     order = np.argsort(composite_keys(codes, starts, int(starts.min())), kind="stable")
     codes, starts = codes[order], starts[order]
-    periods = period_starts(starts, zones_for_users(users, timezones)[codes], granularity)
+    periods = _user_period_starts(users[codes], starts, timezones, granularity)
     group_starts = run_starts(composite_keys(codes, periods, int(periods.min())))
     columns: dict[str, object] = {
         "user_id": users[codes[group_starts]],
@@ -219,10 +242,20 @@ def _weighted_mean(
         return np.where(total > 0, weighted / total, np.nan)
 
 
-def covering_periods(windows: pd.DataFrame, timezones: pd.Series, granularity: Granularity) -> pd.DataFrame:
+def covering_periods(windows: pd.DataFrame, timezones: TimeZones, granularity: Granularity) -> pd.DataFrame:
     """Return, per (user_id, start_s, end_s) window, the [start_s, end_s) of the local periods that
     overlap it: from the start of the period holding its start to the end of the one holding its
     last instant."""
+    if not isinstance(timezones, pd.Series | dict):
+        users = windows["user_id"].to_numpy(dtype=object)
+        _check_granularity(granularity)
+        return pd.DataFrame(
+            {
+                "user_id": users,
+                "start_s": timezones.period_starts(users, windows["start_s"].to_numpy(np.int64), granularity),
+                "end_s": timezones.period_ends(users, windows["end_s"].to_numpy(np.int64) - 1, granularity),
+            }
+        )
     zones = zones_for_users(windows["user_id"].to_numpy(dtype=object), timezones)
     starts = period_starts(windows["start_s"].to_numpy(dtype=np.int64), zones, granularity)
     last_starts = period_starts(windows["end_s"].to_numpy(dtype=np.int64) - 1, zones, granularity)

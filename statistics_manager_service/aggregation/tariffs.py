@@ -18,8 +18,8 @@ from statistics_manager_service.aggregation.arrays import (
     label_groups,
 )
 from statistics_manager_service.aggregation.co2 import carbon_intensity_g_per_kwh, co2_columns
+from statistics_manager_service.aggregation.contracts import Calendars, contracts_at
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
-from statistics_manager_service.aggregation.localtime import day_starts_s, local_days_and_minutes
 from statistics_manager_service.aggregation.schedules import period_codes, tariff_periods
 from statistics_manager_service.aggregation.steps import step_values
 from statistics_manager_service.aggregation.tariff_book import (
@@ -62,40 +62,38 @@ def _contracted_kva(column: pd.Series) -> FloatArray:
     return pd.to_numeric(number, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _households_for(users: ObjectArray, households: pd.DataFrame) -> pd.DataFrame:
-    """Return one household row per user, in user-code order."""
+def _contracts_for(
+    users: ObjectArray, codes: IntArray, starts_s: IntArray, households: pd.DataFrame
+) -> pd.DataFrame:
+    """Return the contract in force for each bucket: a household's row, or, where the frame has
+    `effective_s`, its version in force at the bucket's start."""
     missing = [name for name in _HOUSEHOLD_COLUMNS if name not in households.columns]
     if missing:
         raise ValueError(f"households: missing column(s) {', '.join(missing)}")
+    absent = users[~pd.Index(users, dtype=object).isin(households["user_id"])]
+    if absent.size:
+        raise ValueError(f"households: no household for user(s) {', '.join(map(str, absent[:5]))}")
+    if "effective_s" in households.columns:
+        return contracts_at(households, users[codes], starts_s)
     by_user = households.set_index("user_id")
     if not by_user.index.is_unique:
         raise ValueError("households: more than one row for a user_id")
-    rows = by_user.reindex(pd.Index(users, dtype=object))
-    absent = users[rows["timezone"].isna().to_numpy()]
-    if absent.size:
-        raise ValueError(f"households: no household for user(s) {', '.join(map(str, absent[:5]))}")
-    return rows
+    return by_user.reindex(pd.Index(users, dtype=object)).iloc[codes].reset_index()
 
 
 def _fixed_cost_eur(
-    book: TariffBook,
-    kva_by_user: FloatArray,
-    users: ObjectArray,
-    codes: IntArray,
-    days: IntArray,
-    zones: ObjectArray,
+    book: TariffBook, kva: FloatArray, users: ObjectArray, days: IntArray, day_length_s: IntArray
 ) -> FloatArray:
     """Spread each local day's power charge evenly over that day's 15-minute buckets."""
     levels = np.asarray(book.power_levels_kva)
     # A contracted power between two levels pays the next level up (tolerating float noise).
-    level_by_user = np.searchsorted(levels, kva_by_user - 1e-9, side="left")
-    bad = np.isnan(kva_by_user) | (level_by_user >= levels.size)
+    level = np.searchsorted(levels, kva - 1e-9, side="left")
+    bad = np.isnan(kva) | (level >= levels.size)
     if bad.any():
-        names = ", ".join(map(str, users[bad][:5]))
+        names = ", ".join(map(str, pd.unique(users[bad])[:5]))
         raise ValueError(f"households.contracted_power_kva: no power charge for user(s) {names}")
-    daily_eur = power_charge_matrix(book)[entry_index(book.power_charges, days), level_by_user[codes]]
-    # 92, 96 or 100 buckets: DST days are shorter or longer, and the day still adds up.
-    day_length_s = day_starts_s(days + 1, zones) - day_starts_s(days, zones)
+    daily_eur = power_charge_matrix(book)[entry_index(book.power_charges, days), level]
+    # 92, 96 or 100 buckets: DST days (and time-zone transition days) are shorter or longer.
     return daily_eur * BUCKET_SECONDS / day_length_s
 
 
@@ -122,19 +120,32 @@ def price_buckets(
     book: TariffBook,
     energy_prices: pd.DataFrame,
     carbon_intensity: pd.DataFrame,
+    calendars: Calendars | None = None,
 ) -> pd.DataFrame:
-    """Return the buckets with their tariff period, cost, revenue and CO2 columns added."""
+    """Return the buckets with their tariff period, cost, revenue and CO2 columns added.
+
+    Each bucket is priced with the contract in force at its start (`households` may hold dated
+    versions, see `_contracts_for`), on the clock of its household's calendar (by default, each
+    household's `timezone` for all time).
+    """
     if buckets.empty:
         empty = {
             name: pd.Series(dtype=object if name == "tariff_period" else np.float64) for name in PRICE_COLUMNS
         }
         return buckets.assign(**empty)
     codes, users = factorize_labels(buckets["user_id"])
-    homes = _households_for(users, households)
-    zones_tz = homes["timezone"].to_numpy(dtype=object)[codes]
-    grid_zones = homes["zone"].to_numpy(dtype=object)[codes]
     starts_s = buckets["bucket_start"].to_numpy(dtype=np.int64)
-    days, minutes = local_days_and_minutes(starts_s, zones_tz)
+    contracts = _contracts_for(users, codes, starts_s, households)
+    bucket_users = users[codes]
+    if calendars is None:
+        mine = households[households["user_id"].isin(users)]
+        calendars = (
+            Calendars.of_contracts(mine)
+            if "effective_s" in mine.columns
+            else Calendars.fixed(mine.set_index("user_id")["timezone"])
+        )
+    grid_zones = contracts["zone"].to_numpy(dtype=object)
+    days, minutes = calendars.local_days_and_minutes(bucket_users, starts_s)
 
     n = starts_s.size
     labels = np.empty(n, dtype=object)
@@ -142,7 +153,7 @@ def price_buckets(
     export_price = np.full(n, np.nan)
     export_matrix = price_matrix(book.export_prices, ("price",))
     for tariff_name, positions in label_groups(
-        homes["tariff_type"].to_numpy(dtype=object)[codes], "tariff_type"
+        contracts["tariff_type"].to_numpy(dtype=object), "tariff_type"
     ):
         spec = book.tariffs.get(tariff_name)
         if spec is None:
@@ -160,8 +171,9 @@ def price_buckets(
             import_price[positions] = matrix[entry_index(spec.energy_prices, local_days), period]
             export_price[positions] = export_matrix[entry_index(book.export_prices, local_days), 0]
 
-    kva_by_user = _contracted_kva(homes["contracted_power_kva"])
-    fixed_cost_eur = _fixed_cost_eur(book, kva_by_user, users, codes, days, zones_tz)
+    day_length_s = calendars.day_starts(bucket_users, days + 1) - calendars.day_starts(bucket_users, days)
+    kva = _contracted_kva(contracts["contracted_power_kva"])
+    fixed_cost_eur = _fixed_cost_eur(book, kva, bucket_users, days, day_length_s)
     imported_kwh = buckets["energy_imported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
     exported_kwh = buckets["energy_exported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
     self_consumed_kwh = buckets["self_consumed_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)

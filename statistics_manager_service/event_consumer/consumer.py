@@ -137,7 +137,15 @@ class EventConsumer:
             started = time.perf_counter()
             self._fill(consumer, polled)
             messages = [
-                Message(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+                Message(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    tuple(r.headers or ()),
+                    r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None,
+                )
                 for records in polled.values()
                 for r in records
             ]

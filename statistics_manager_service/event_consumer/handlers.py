@@ -12,7 +12,7 @@ import pandas as pd
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS, STORED_LEVEL
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import (
     ForecastUnavailable,
@@ -25,8 +25,8 @@ from statistics_manager_service.event_producers.outbox import NewEvent, add_even
 from statistics_manager_service.models import events as schemas
 from statistics_manager_service.recompute import Recomputed, StatisticsUpdater
 from statistics_manager_service.storage import households as household_store
+from statistics_manager_service.storage.contracts import NewContractVersion
 from statistics_manager_service.storage.curves import upsert_curve
-from statistics_manager_service.storage.periods import delete_periods
 from statistics_manager_service.storage.signals import upsert_intensity, upsert_prices
 from statistics_manager_service.storage.tables import Household
 from statistics_manager_service.storage.windows import rows_of
@@ -37,6 +37,15 @@ ACCOUNT_EVENTS = ("UserRegistered", "UserUpdated")
 DEVICE_EVENTS = ("UserAddedDongleApiKey", "UserUpdatedDongleApiKey")
 ERASE_EVENT = "UserHardDeleted"
 OWN_ANNOUNCEMENTS = ("StatisticsUpdated", "DailyStatisticsClosed")
+
+
+@dataclasses.dataclass(frozen=True)
+class EventMeta:
+    """What the envelope and the record say of an event besides its payload."""
+
+    event_id: str
+    # The envelope's timestamp, else the broker record's; None when neither says.
+    event_time: dt.datetime | None = None
 
 
 @dataclasses.dataclass
@@ -97,42 +106,52 @@ def _iso(epoch_s: int) -> str:
 # ---- account events ---------------------------------------------------------------------
 
 
-def handle_account(session: Session, payload: dict[str, Any], services: Services) -> None:
-    """Keep the household's tariff, power, zone, time zone and devices; rebuild what they change."""
+def handle_account(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
+    """Keep the household, its devices and its contract history; recompute what a new contract
+    version changes, from the instant it took effect."""
     data = load_payload(schemas.AccountSchema(), payload)
     user_id = data["user_id"]
     if household_store.erased_user_ids(session, [user_id]):
         raise PoisonMessage(f"user {user_id} was erased")
-    fields = {
-        "tariff_type": data.get("tariff_type") or data.get("tarif_type"),
-        "contracted_power_kva": schemas.parse_contracted_power(data.get("contracted_power")),
-        "zone": (data.get("country") or "").upper() or None,
-        "postal_code": data.get("postal_code"),
-        "timezone": data.get("timezone"),
-        "meter_id": data.get("meter_id"),
-    }
-    existing = session.get(Household, user_id)
-    before = (
-        None
-        if existing is None
-        else (existing.tariff_type, existing.contracted_power_kva, existing.zone, existing.timezone)
+    # A new household starts from the defaults; its contract comes with its first version below.
+    household_store.upsert_household(
+        session, user_id, {"postal_code": data.get("postal_code"), "meter_id": data.get("meter_id")}
     )
-    household_store.upsert_household(session, user_id, fields)
     for device_id, kind in ((data.get("meter_id"), "meter"), (data.get("api_key"), "dongle")):
         if device_id:
             household_store.map_device(session, device_id, user_id, kind)
-    household = session.get(Household, user_id)
-    assert household is not None
-    after = (household.tariff_type, household.contracted_power_kva, household.zone, household.timezone)
-    if before is not None and before != after and household.first_reading_ts is not None:
-        if before[3] != after[3]:
-            # Local days move with the time zone: drop them before rebuilding.
-            delete_periods(session, [user_id], STORED_LEVEL.name, 0, 2**62)
-        recomputed = services.updater.rebuild(session, [user_id], cause="account")
+    recomputed = services.updater.apply_contract_version(session, _contract_version(data, event))
+    if not recomputed.windows.empty:
         announce_updates(session, recomputed, "account")
 
 
-def handle_device(session: Session, payload: dict[str, Any], services: Services) -> None:
+def _contract_version(data: dict[str, Any], event: EventMeta) -> NewContractVersion:
+    """The contract an account record states, dated by its effective date, else the account
+    manager's modification time, else the event's time (else now)."""
+    modified = data.get("modified_timestamp")
+    event_time = event.event_time
+    if data.get("effective_from") is not None:
+        effective, source = data["effective_from"], "effective_from"
+    elif modified is not None:
+        effective, source = modified, "modified_timestamp"
+    else:
+        effective, source = event_time or dt.datetime.now(dt.UTC), "event_time"
+    # Of two versions effective at one instant, the one modified (else sent) last wins.
+    ranked_by = modified or event_time or effective
+    return NewContractVersion(
+        user_id=data["user_id"],
+        effective_s=int(effective.timestamp()),
+        effective_source=source,
+        tariff_type=data.get("tariff_type") or data.get("tarif_type"),
+        contracted_power_kva=schemas.parse_contracted_power(data.get("contracted_power")),
+        zone=(data.get("country") or "").upper() or None,
+        timezone=data.get("timezone"),
+        modified_ms=int(ranked_by.timestamp() * 1000),
+        event_id=event.event_id,
+    )
+
+
+def handle_device(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
     """Map a dongle API key to its user."""
     data = load_payload(schemas.AccountSchema(), payload)
     if not data.get("api_key"):
@@ -143,7 +162,7 @@ def handle_device(session: Session, payload: dict[str, Any], services: Services)
     household_store.map_device(session, data["api_key"], data["user_id"], "dongle")
 
 
-def handle_erase(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_erase(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
     """Erase every row about the user and tombstone the id."""
     data = load_payload(schemas.UserIdSchema(), payload)
     household_store.erase_user(session, data["user_id"])
@@ -182,14 +201,7 @@ def _recompute_zone(
     tariff_type: str | None = None,
 ) -> None:
     services.updater.lock_zone(session, zone)  # before listing: no concurrent household is missed
-    user_ids = household_store.households_in_zone(session, zone)
-    if tariff_type is not None:
-        types = dict(
-            household_store.load_households(session, user_ids, services.settings.default_timezone)[
-                ["user_id", "tariff_type"]
-            ].itertuples(index=False, name=None)
-        )
-        user_ids = [u for u in user_ids if types.get(u) == tariff_type]
+    user_ids = household_store.households_in_zone(session, zone, tariff_type)
     if not user_ids:
         return
     windows = pd.DataFrame(
@@ -199,7 +211,9 @@ def _recompute_zone(
     announce_updates(session, recomputed, cause)
 
 
-def handle_carbon_intensity(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_carbon_intensity(
+    session: Session, payload: dict[str, Any], services: Services, event: EventMeta
+) -> None:
     """Store an intensity series and recompute the CO2 of the zone's households over it."""
     data = load_payload(schemas.CarbonIntensitySchema(), payload)
     rows, start, end = _signal_rows(data, "kind")
@@ -207,7 +221,9 @@ def handle_carbon_intensity(session: Session, payload: dict[str, Any], services:
     _recompute_zone(session, services, data["zone"].upper(), start, end, "intensity")
 
 
-def handle_energy_prices(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_energy_prices(
+    session: Session, payload: dict[str, Any], services: Services, event: EventMeta
+) -> None:
     """Store a price series and recompute the cost of the zone's dynamic-tariff households."""
     data = load_payload(schemas.EnergyPricesSchema(), payload)
     rows, start, end = _signal_rows(data, "direction")
@@ -227,7 +243,9 @@ def _household_timezone(session: Session, user_id: str, services: Services) -> s
     return household.timezone or services.settings.default_timezone
 
 
-def handle_mock_curve(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_mock_curve(
+    session: Session, payload: dict[str, Any], services: Services, event: EventMeta
+) -> None:
     """Store a deterministic mock forecast and real curve for the household's local day."""
     data = load_payload(schemas.MockCurveSchema(), payload)
     tz = _household_timezone(session, data["user_id"], services)
@@ -238,7 +256,7 @@ def handle_mock_curve(session: Session, payload: dict[str, Any], services: Servi
     upsert_curve(session, data["user_id"], "mock_real", starts, real, interval_s)
 
 
-def handle_forecast(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_forecast(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
     """Store a household's forecast for a day, fetching it when the event carries no values."""
     data = load_payload(schemas.ForecastComputedSchema(), payload)
     user_id = data["user_id"]
@@ -266,7 +284,7 @@ def handle_forecast(session: Session, payload: dict[str, Any], services: Service
     upsert_curve(session, user_id, "forecast", [s for s, _ in inside], [e for _, e in inside], interval_s)
 
 
-def handle_real_data(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_real_data(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
     """Recompute a household's statistics over a window from the stored readings."""
     data = load_payload(schemas.RealDataSchema(), payload)
     _household_timezone(session, data["user_id"], services)
@@ -281,11 +299,13 @@ def handle_real_data(session: Session, payload: dict[str, Any], services: Servic
     announce_updates(session, recomputed, "request")
 
 
-def handle_own_announcement(session: Session, payload: dict[str, Any], services: Services) -> None:
+def handle_own_announcement(
+    session: Session, payload: dict[str, Any], services: Services, event: EventMeta
+) -> None:
     """Our own announcements need no work here; they are for other services."""
 
 
-Handler = Callable[[Session, dict[str, Any], Services], None]
+Handler = Callable[[Session, dict[str, Any], Services, EventMeta], None]
 
 # Event types per topic short name; MeterReadings are batched by the processor, not listed here.
 HANDLERS: dict[str, dict[str, Handler]] = {

@@ -6,6 +6,7 @@ The processor knows nothing of Kafka: it takes messages and returns the ones to 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg2
+from marshmallow import ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,12 +26,13 @@ from statistics_manager_service.event_consumer.handlers import (
     HANDLERS,
     KNOWN_EVENT_TYPES,
     SHARED_TOPICS,
+    EventMeta,
     Services,
     announce_updates,
     handle_own_announcement,
     load_payload,
 )
-from statistics_manager_service.models.events import MeterReadingsSchema
+from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
 from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.engine import session_scope
@@ -69,6 +72,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None  # the record's timestamp, when the broker gives one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,21 @@ class _Pending:
     message: Message
     envelope: Envelope
     short_topic: str
+
+
+def _event_meta(item: _Pending) -> EventMeta:
+    """The event's id and time: the envelope's timestamp, else the record's."""
+    event_time = None
+    if item.envelope.timestamp is not None:
+        try:
+            event_time = parse_instant(item.envelope.timestamp, "timestamp")
+        except ValidationError:
+            logger.warning(
+                "event %s: unreadable timestamp %r", item.envelope.event_id, item.envelope.timestamp
+            )
+    if event_time is None and item.message.timestamp_ms is not None:
+        event_time = dt.datetime.fromtimestamp(item.message.timestamp_ms / 1000, dt.UTC)
+    return EventMeta(item.envelope.event_id, event_time)
 
 
 class BatchProcessor:
@@ -184,7 +203,7 @@ class BatchProcessor:
             try:
                 with session.begin_nested():
                     HANDLERS[item.short_topic][item.envelope.event_type](
-                        session, item.envelope.payload, self.services
+                        session, item.envelope.payload, self.services, _event_meta(item)
                     )
                     household_store.record_processed(
                         session, [(item.envelope.event_id, item.envelope.event_type)]

@@ -113,8 +113,39 @@ def parse_contracted_power(value: Any) -> float | None:
     return number
 
 
+def parse_instant(value: Any, what: str) -> dt.datetime:
+    """Turn an ISO-8601 text (UTC unless it has an offset) or epoch seconds or milliseconds into
+    an aware UTC datetime; raise ValidationError naming `what` otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # Epoch milliseconds from 1973 on are larger than any epoch seconds before 5138.
+        seconds = value / 1000 if abs(value) >= 1e11 else value
+        try:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValidationError(f"{what} {value!r} is out of range") from None
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    raise ValidationError(f"{what} {value!r} is not an ISO-8601 date-time such as 2026-03-01T00:00:00+00:00")
+
+
+class InstantField(fields.Field):
+    """An instant given as ISO-8601 text or epoch seconds/milliseconds, loaded as UTC datetime."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        return parse_instant(value, attr or "instant")
+
+
 class AccountSchema(_Base):
-    """The account manager's user record, reduced to what statistics need."""
+    """The account manager's user record, reduced to what statistics need.
+
+    `effective_from` (an extension) dates the contract the record states; without it the record's
+    `modified_timestamp` does.
+    """
 
     user_id = fields.String(required=True, validate=USER_ID)
     tarif_type = fields.String(allow_none=True, validate=validate.OneOf(TARIFF_TYPES))
@@ -125,6 +156,8 @@ class AccountSchema(_Base):
     meter_id = fields.String(allow_none=True, validate=validate.Length(max=128))
     api_key = fields.String(allow_none=True, validate=validate.Length(max=128))
     timezone = fields.String(allow_none=True)
+    effective_from = InstantField(allow_none=True)
+    modified_timestamp = InstantField(allow_none=True)
 
     @validates("timezone")
     def _known_zone(self, value: str | None, **_: Any) -> None:

@@ -1,5 +1,5 @@
-"""What the engine needs to compute a household's buckets, loaded from storage: contracts, readings
-with their context, prices and intensities."""
+"""What the engine needs to compute a household's buckets, loaded from storage: contract versions
+and calendars, readings with their context, prices and intensities."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.buckets import compute_buckets
+from statistics_manager_service.aggregation.contracts import (
+    BEGINNING_S,
+    VERSION_COLUMNS,
+    Calendars,
+    resolve_versions,
+)
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets
 from statistics_manager_service.aggregation.windows import context_bounds
-from statistics_manager_service.storage.households import HOUSEHOLD_COLUMNS
+from statistics_manager_service.storage.contracts import load_contract_versions
 from statistics_manager_service.storage.readings import (
     day_of,
     load_day_readings,
@@ -37,18 +43,45 @@ def empty_windows() -> pd.DataFrame:
     )
 
 
-def household_frame(households: dict[str, Household], default_timezone: str) -> pd.DataFrame:
-    """The households' contracts as the engine takes them (HOUSEHOLD_COLUMNS)."""
-    rows = [
-        (h.user_id, h.timezone or default_timezone, h.tariff_type, h.contracted_power_kva, h.zone)
-        for h in households.values()
-    ]
-    frame = pd.DataFrame(rows, columns=HOUSEHOLD_COLUMNS)
-    # Until the account manager says otherwise, a household has the most common contract.
-    frame["contracted_power_kva"] = (
-        frame["contracted_power_kva"].astype("float64").fillna(DEFAULT_CONTRACTED_KVA)
+def household_contracts(
+    session: Session, households: dict[str, Household], default_timezone: str
+) -> tuple[pd.DataFrame, Calendars]:
+    """The households' contract versions as the engine takes them (VERSION_COLUMNS, every field
+    resolved) and the local calendars they give.
+
+    A household without a stored version (one known only from its readings) has the contract of
+    its row from the beginning.
+    """
+    stored = load_contract_versions(session, list(households))
+    return resolved_contracts(stored, households, default_timezone)
+
+
+def resolved_contracts(
+    stored: pd.DataFrame, households: dict[str, Household], default_timezone: str
+) -> tuple[pd.DataFrame, Calendars]:
+    """Resolve stored versions (`load_contract_versions`), the households' rows standing in for
+    households without any."""
+    unversioned = [h for u, h in households.items() if u not in set(stored["user_id"])]
+    rows = pd.DataFrame(
+        [
+            (h.user_id, BEGINNING_S, h.tariff_type, h.contracted_power_kva, h.zone, h.timezone)
+            for h in unversioned
+        ],
+        columns=list(VERSION_COLUMNS),
     )
-    return frame
+    frames = [frame for frame in (stored[list(VERSION_COLUMNS)], rows) if not frame.empty]
+    versions = pd.concat(frames, ignore_index=True) if frames else rows
+    contracts = resolve_versions(
+        versions,
+        {
+            "tariff_type": "simple",
+            # Until the account manager says otherwise, a household has the most common contract.
+            "contracted_power_kva": DEFAULT_CONTRACTED_KVA,
+            "zone": "PT",
+            "timezone": default_timezone,
+        },
+    )
+    return contracts, Calendars.of_contracts(contracts)
 
 
 def reading_spans(households: dict[str, Household], user_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +200,8 @@ def _day_rows(
 def priced_buckets(
     session: Session,
     book: TariffBook,
-    households: pd.DataFrame,
+    contracts: pd.DataFrame,
+    calendars: Calendars,
     windows: pd.DataFrame,
     readings: pd.DataFrame,
     with_update_times: bool = False,
@@ -178,13 +212,14 @@ def priced_buckets(
     buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
     buckets = inside_windows(buckets, windows, "bucket_start")
     start_s, end_s = int(windows["start_s"].min()), int(windows["end_s"].max())
-    zones = households["zone"].unique().tolist()
+    zones = contracts["zone"].unique().tolist()
     priced = price_buckets(
         buckets,
-        households,
+        contracts,
         book,
         load_prices(session, zones, start_s, end_s),
         load_intensity(session, zones, start_s, end_s),
+        calendars,
     )
     return _with_update_times(priced, readings) if with_update_times else priced
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.arrays import composite_keys
+from statistics_manager_service.aggregation.contracts import CONTRACT_FIELDS, contract_change
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL, Level
 from statistics_manager_service.aggregation.rollup import covering_periods, rollup
 from statistics_manager_service.aggregation.tariffs import TariffBook
@@ -29,15 +30,21 @@ from statistics_manager_service.aggregation.windows import late_data_window
 from statistics_manager_service.recompute.inputs import (
     clipped,
     empty_windows,
-    household_frame,
+    household_contracts,
     inside_windows,
     priced_buckets,
     reading_spans,
     readings_with_context,
+    resolved_contracts,
 )
 from statistics_manager_service.recompute.views import period_statistics
+from statistics_manager_service.storage.contracts import (
+    NewContractVersion,
+    load_contract_versions,
+    put_contract_version,
+)
 from statistics_manager_service.storage.households import update_households
-from statistics_manager_service.storage.periods import upsert_periods
+from statistics_manager_service.storage.periods import delete_periods, upsert_periods
 from statistics_manager_service.storage.readings import (
     day_of,
     merge_duplicates,
@@ -110,6 +117,42 @@ class StatisticsUpdater:
             return Recomputed(empty_windows())
         households = self._lock(session, windows["user_id"].unique().tolist())
         return self._recompute(session, households, clipped(households, windows), cause=cause)
+
+    def apply_contract_version(self, session: Session, version: NewContractVersion) -> Recomputed:
+        """Add a version to a household's contract history (an existing household) and recompute
+        the local days from the first instant whose contract it changes, up to the next version
+        that makes them agree again; a time-zone change renumbers the days from its transition
+        day on. The household's row keeps the newest version's contract."""
+        households = self._lock(session, [version.user_id])
+        household = households[version.user_id]
+        before, before_calendars = resolved_contracts(
+            load_contract_versions(session, [version.user_id]), households, self.default_timezone
+        )
+        if not put_contract_version(session, version):
+            return Recomputed(empty_windows())
+        stored = load_contract_versions(session, [version.user_id])
+        after, after_calendars = resolved_contracts(stored, households, self.default_timezone)
+        # What the versions state, carried forward, without defaults: the row's NULLs keep theirs.
+        newest = stored[list(CONTRACT_FIELDS)].ffill().iloc[-1]
+        for name in CONTRACT_FIELDS:
+            if pd.notna(newest[name]):
+                setattr(
+                    household, name, float(newest[name]) if name == "contracted_power_kva" else newest[name]
+                )
+        change = contract_change(before, after, before_calendars, after_calendars)
+        if change is None or household.first_reading_ts is None:
+            return Recomputed(empty_windows())
+        if change.calendar_changed:
+            delete_periods(session, [household.user_id], STORED_LEVEL.name, change.start_s, 2**62)
+        end_s = 2**62 if change.end_s is None else change.end_s
+        windows = pd.DataFrame(
+            {
+                "user_id": [household.user_id],
+                "start_s": [change.start_s // BUCKET_SECONDS * BUCKET_SECONDS],
+                "end_s": [end_s],
+            }
+        )
+        return self._recompute(session, households, clipped(households, windows), cause="contract")
 
     def rebuild(self, session: Session, user_ids: Sequence[str], cause: str) -> Recomputed:
         """Recompute the whole history of households."""
@@ -285,17 +328,18 @@ class StatisticsUpdater:
         windows = windows.groupby("user_id", as_index=False, sort=True).agg(
             start_s=("start_s", "min"), end_s=("end_s", "max")
         )
-        frame = household_frame({u: households[u] for u in windows["user_id"]}, self.default_timezone)
-        timezones = frame.set_index("user_id")["timezone"]
+        contracts, calendars = household_contracts(
+            session, {u: households[u] for u in windows["user_id"]}, self.default_timezone
+        )
         granularity = STORED_LEVEL.engine
         assert granularity is not None
-        days = covering_periods(windows, timezones, granularity)
+        days = covering_periods(windows, calendars, granularity)
         readings = readings_with_context(session, households, days, known)
-        buckets = priced_buckets(session, self.book, frame, days, readings)
+        buckets = priced_buckets(session, self.book, contracts, calendars, days, readings)
         upsert_periods(
             session,
             STORED_LEVEL.name,
-            inside_windows(rollup(buckets, timezones, granularity), days, "period_start"),
+            inside_windows(rollup(buckets, calendars, granularity), days, "period_start"),
         )
         metrics.RECOMPUTED_BUCKETS.labels(cause).inc(len(buckets))
         return Recomputed(windows)

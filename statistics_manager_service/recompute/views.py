@@ -17,7 +17,7 @@ from statistics_manager_service.aggregation.rollup import (
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.recompute.inputs import (
     clipped,
-    household_frame,
+    household_contracts,
     inside_windows,
     priced_buckets,
     readings_with_context,
@@ -47,17 +47,16 @@ def period_statistics(
     windows = clipped(households, windows)
     if windows.empty:
         return pd.DataFrame({"user_id": pd.Series(dtype=object), "period_start": pd.Series(dtype="int64")})
-    frame = household_frame(households, default_timezone)
-    timezones = frame.set_index("user_id")["timezone"]
+    contracts, calendars = household_contracts(session, households, default_timezone)
     if level.engine is not None:
-        windows = covering_periods(windows, timezones, level.engine)
+        windows = covering_periods(windows, calendars, level.engine)
     if level.source == STORED_LEVEL.name:
         children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times)
     else:
         readings = readings_with_context(session, households, windows)
-        children = priced_buckets(session, book, frame, windows, readings, with_update_times)
+        children = priced_buckets(session, book, contracts, calendars, windows, readings, with_update_times)
         children = children.rename(columns={"bucket_start": "period_start"})
         if level.engine is None:
             return children.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
     assert level.engine is not None
-    return inside_windows(rollup(children, timezones, level.engine), windows, "period_start")
+    return inside_windows(rollup(children, calendars, level.engine), windows, "period_start")

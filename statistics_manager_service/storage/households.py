@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import (
     ConsumptionCurve,
+    ContractVersion,
     DeviceMapping,
     ErasedUser,
     Household,
@@ -104,6 +105,7 @@ def erase_user(session: Session, user_id: str) -> None:
         (ReadingDay, ReadingDay.user_id),
         (StatisticsPeriod, StatisticsPeriod.user_id),
         (ConsumptionCurve, ConsumptionCurve.user_id),
+        (ContractVersion, ContractVersion.user_id),
         (DeviceMapping, DeviceMapping.user_id),
         (OutboxEvent, OutboxEvent.aggregateid),
         (Household, Household.user_id),
@@ -146,12 +148,19 @@ def load_households(
     return frame
 
 
-def households_in_zone(session: Session, zone: str) -> list[str]:
-    """Return the user ids of every household in a grid zone."""
-    rows = session.execute(
-        sa.select(Household.user_id).where(Household.zone == zone).order_by(Household.user_id)
+def households_in_zone(session: Session, zone: str, tariff_type: str | None = None) -> list[str]:
+    """Return the user ids of every household in a grid zone (with a tariff type), now or in any
+    version of its contract."""
+    current = sa.select(Household.user_id).where(Household.zone == zone)
+    # A version that does not state its zone keeps an earlier one's: it may be this zone.
+    versions = sa.select(ContractVersion.user_id).where(
+        sa.or_(ContractVersion.zone == zone, ContractVersion.zone.is_(None))
     )
-    return [user_id for (user_id,) in rows]
+    if tariff_type is not None:
+        current = current.where(Household.tariff_type == tariff_type)
+        versions = versions.where(ContractVersion.tariff_type == tariff_type)
+    rows = session.execute(sa.union(current, versions))
+    return sorted(user_id for (user_id,) in rows)
 
 
 def newest_reading_ts(session: Session) -> int | None:

@@ -47,6 +47,28 @@ class Household(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class ContractVersion(Base):
+    """One version of a household's contract, in force from `effective_from` until the next one.
+
+    A NULL field was not stated by the version: the value in force before it holds on.
+    """
+
+    __tablename__ = "contract_versions"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    effective_from: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Where the effective instant came from: effective_from, modified_timestamp, event_time or initial.
+    effective_source: Mapped[str] = mapped_column(String(24))
+    tariff_type: Mapped[str | None] = mapped_column(String(16))
+    contracted_power_kva: Mapped[float | None] = mapped_column(Float)
+    zone: Mapped[str | None] = mapped_column(String(8))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # Of two versions with one effective instant, the one modified last (ms) wins, then the event id.
+    modified_ms: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeviceMapping(Base):
     """A dongle API key or meter id that reports readings for a user."""
 

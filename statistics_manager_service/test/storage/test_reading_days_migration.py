@@ -19,7 +19,7 @@ from statistics_manager_service.demo.households import HOUSEHOLDS
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine
 from statistics_manager_service.storage.readings import DAY_COLUMNS, READING_COLUMNS, decode_days
-from statistics_manager_service.storage.tables import Base, ReadingDay
+from statistics_manager_service.storage.tables import Base, ContractVersion, ReadingDay
 from statistics_manager_service.test.conftest import (
     create_postgres_database,
     drop_postgres_database,
@@ -66,7 +66,8 @@ def _previous_revision_copy(built: ServiceContext, url: str) -> None:
     }
     with built.engine.connect() as source, engine.begin() as target:
         for table in Base.metadata.sorted_tables:
-            if table.name == ReadingDay.__tablename__:
+            # Contract versions came later: the upgrade derives them from the households.
+            if table.name in (ReadingDay.__tablename__, ContractVersion.__tablename__):
                 continue
             rows = [dict(row) for row in source.execute(sa.select(table)).mappings()]
             if rows:

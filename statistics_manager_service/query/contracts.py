@@ -1,0 +1,54 @@
+"""A household's contract history, as support staff read it to explain a cost."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.aggregation.contracts import BEGINNING_S
+from statistics_manager_service.aggregation.tariffs import TariffBook
+from statistics_manager_service.exception_handling_utils.errors import UserNotFound
+from statistics_manager_service.recompute.inputs import resolved_contracts
+from statistics_manager_service.storage.contracts import load_contract_versions
+from statistics_manager_service.storage.tables import Household
+
+# The source given to the version of a household that no account event dated.
+INITIAL_SOURCE = "initial"
+
+
+def _iso(epoch_s: int) -> str | None:
+    if epoch_s <= BEGINNING_S:
+        return None
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def load_contract_history(
+    session: Session, user_id: str, book: TariffBook, default_timezone: str
+) -> list[dict[str, Any]]:
+    """List a household's contract versions, oldest first, each with every field in force;
+    404 for an unknown household."""
+    household = session.get(Household, user_id)
+    if household is None:
+        raise UserNotFound(user_id)
+    stored = load_contract_versions(session, [user_id])
+    contracts, _ = resolved_contracts(stored, {user_id: household}, default_timezone)
+    sources = dict(zip(stored["effective_s"].tolist(), stored["effective_source"].tolist(), strict=True))
+    history = []
+    for effective_s, tariff_type, power_kva, zone, timezone in contracts[
+        ["effective_s", "tariff_type", "contracted_power_kva", "zone", "timezone"]
+    ].itertuples(index=False, name=None):
+        spec = book.tariffs.get(tariff_type)
+        history.append(
+            {
+                "effective_from": _iso(int(effective_s)),
+                "effective_source": sources.get(int(effective_s), INITIAL_SOURCE),
+                "tariff_type": tariff_type,
+                "cycle": spec.schedule if spec is not None else None,
+                "contracted_power_kva": float(power_kva),
+                "zone": zone,
+                "timezone": timezone,
+            }
+        )
+    return history

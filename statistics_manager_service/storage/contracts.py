@@ -1,0 +1,95 @@
+"""Households' contract versions; every function takes the caller's session."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Collection
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.storage.tables import ContractVersion
+
+# How a version's effective instant was found, from the most to the least explicit.
+EFFECTIVE_SOURCES = ("effective_from", "modified_timestamp", "event_time", "initial")
+STORED_VERSION_COLUMNS = (
+    "user_id",
+    "effective_s",
+    "effective_source",
+    "tariff_type",
+    "contracted_power_kva",
+    "zone",
+    "timezone",
+    "modified_ms",
+    "event_id",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewContractVersion:
+    """A contract version as an account event states it (None: a field it does not state)."""
+
+    user_id: str
+    effective_s: int
+    effective_source: str
+    tariff_type: str | None
+    contracted_power_kva: float | None
+    zone: str | None
+    timezone: str | None
+    modified_ms: int
+    event_id: str
+
+
+def load_contract_versions(session: Session, user_ids: Collection[str]) -> pd.DataFrame:
+    """Return the stored versions of households (STORED_VERSION_COLUMNS), by household and instant."""
+    rows = (
+        session.execute(
+            sa.select(
+                ContractVersion.user_id,
+                ContractVersion.effective_from,
+                ContractVersion.effective_source,
+                ContractVersion.tariff_type,
+                ContractVersion.contracted_power_kva,
+                ContractVersion.zone,
+                ContractVersion.timezone,
+                ContractVersion.modified_ms,
+                ContractVersion.event_id,
+            )
+            .where(ContractVersion.user_id.in_(sorted(set(user_ids))))
+            .order_by(ContractVersion.user_id, ContractVersion.effective_from)
+        ).all()
+        if user_ids
+        else []
+    )
+    frame = pd.DataFrame(rows, columns=list(STORED_VERSION_COLUMNS))
+    frame["effective_s"] = frame["effective_s"].astype("int64")
+    frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64")
+    return frame
+
+
+def put_contract_version(session: Session, version: NewContractVersion) -> bool:
+    """Store a version unless one with the same effective instant was modified later (or as late,
+    with a greater event id); return whether the stored history changed."""
+    stored = session.get(ContractVersion, (version.user_id, version.effective_s))
+    values = {
+        "effective_source": version.effective_source,
+        "tariff_type": version.tariff_type,
+        "contracted_power_kva": version.contracted_power_kva,
+        "zone": version.zone,
+        "timezone": version.timezone,
+        "modified_ms": version.modified_ms,
+        "event_id": version.event_id,
+        "updated_at": int(time.time()),
+    }
+    if stored is None:
+        session.add(ContractVersion(user_id=version.user_id, effective_from=version.effective_s, **values))
+        session.flush()
+        return True
+    if (stored.modified_ms, stored.event_id) >= (version.modified_ms, version.event_id):
+        return False
+    for name, value in values.items():
+        setattr(stored, name, value)
+    session.flush()
+    return True
