@@ -45,6 +45,23 @@ class UserNotFound(NotFound):
         self.user_id = user_id
 
 
+class Unprocessable(ServiceError):
+    """The request is well formed but the data it needs does not exist; the message says what to do."""
+
+    status = 422
+
+
+class NoForecastHistory(Unprocessable):
+    """A household has no consumption on the days the built-in baseline forecast averages."""
+
+    def __init__(self, user_id: str, day: str, weekday: str, weeks: int) -> None:
+        super().__init__(
+            f'user "{user_id}" has no consumption on the {weeks} {weekday}s before {day}, which the '
+            "built-in baseline forecast averages: choose a forecast_day up to four weeks after its "
+            "readings, or set FORECAST_API_URL to ask a forecast service"
+        )
+
+
 class Unavailable(ServiceError):
     """A dependency (database, broker) is unavailable; try again later."""
 
