@@ -91,6 +91,7 @@ class Settings:
     forecast_api_timeout_s: float = 5.0
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
+    demo_live_interval_s: float = 900.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -199,5 +200,8 @@ class Settings:
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
+            demo_live_interval_s=_parse_float(
+                "DEMO_LIVE_INTERVAL_S", text("DEMO_LIVE_INTERVAL_S", "900") or "", 0.0
+            ),
         )
         return settings.validate()
