@@ -38,7 +38,7 @@ class BaselineForecast:
     day: dt.date
     starts_s: IntArray
     energies_kwh: FloatArray
-    weeks_used: int  # how many of the previous same weekdays had any consumption
+    history_weeks: int  # how many of the previous same weekdays had any consumption
 
 
 def local_day_bounds(day: dt.date, tz: str) -> tuple[int, int]:
@@ -75,7 +75,7 @@ def weekday_baseline(history: pd.DataFrame, day: dt.date, tz: str) -> BaselineFo
     # Which of the history days each bucket falls on (-1: none of them).
     position = np.searchsorted(day_bounds[:, 0], starts, side="right") - 1
     inside = (position >= 0) & (starts < day_bounds[np.maximum(position, 0), 1]) & np.isfinite(energy)
-    weeks_used = int(np.unique(position[inside]).size)
+    history_weeks = int(np.unique(position[inside]).size)
     quarters = _wall_quarter(starts[inside], tz)
     totals = np.bincount(quarters, weights=energy[inside], minlength=SECONDS_PER_DAY // BUCKET_SECONDS)
     counts = np.bincount(quarters, minlength=SECONDS_PER_DAY // BUCKET_SECONDS)
@@ -85,4 +85,4 @@ def weekday_baseline(history: pd.DataFrame, day: dt.date, tz: str) -> BaselineFo
     target_quarters = _wall_quarter(targets, tz)
     known = counts[target_quarters] > 0
     means = totals[target_quarters][known] / counts[target_quarters][known]
-    return BaselineForecast(day, targets[known], means, weeks_used)
+    return BaselineForecast(day, targets[known], means, history_weeks)

@@ -51,7 +51,7 @@ def baseline_payload(forecast: BaselineForecast) -> dict[str, Any]:
         "forecast_day": forecast.day.isoformat(),
         "interval_minutes": 15,
         "origin": "baseline",
-        "history_weeks": forecast.weeks_used,
+        "history_weeks": forecast.history_weeks,
         "values": [
             {"timestamp": _utc_text(dt.datetime.fromtimestamp(start_s, dt.UTC)), "energy_kwh": energy}
             for start_s, energy in zip(
@@ -70,7 +70,7 @@ def queue_forecast(
         return queue_event(session, FORECAST_EVENT, user_id, forecast_payload(day))
     _require_household(session, user_id)
     forecast = baseline_forecast(session, baseline_from, user_id, day)
-    if forecast.weeks_used == 0:
+    if forecast.history_weeks == 0:
         raise NoForecastHistory(user_id, day.isoformat(), f"{day:%A}", BASELINE_WEEKS)
     return queue_event(session, FORECAST_EVENT, user_id, baseline_payload(forecast))
 

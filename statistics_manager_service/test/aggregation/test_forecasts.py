@@ -65,7 +65,7 @@ def test_each_quarter_hour_is_the_mean_of_the_four_previous_same_weekdays() -> N
         values = [0.1, 0.3, 0.4] if hour == 0 else [0.1, 0.2, 0.3, 0.4]
         expected[int(instant.timestamp())] = sum(values) / len(values) + 0.001 * (hour * 4 + minute // 15)
     assert forecast.day == day
-    assert forecast.weeks_used == 4
+    assert forecast.history_weeks == 4
     assert forecast.starts_s.tolist() == list(expected)
     assert forecast.energies_kwh.tolist() == pytest.approx(list(expected.values()), abs=1e-12)
 
@@ -74,17 +74,17 @@ def test_fewer_weeks_use_what_exists_and_none_gives_an_empty_forecast() -> None:
     day = dt.date(2026, 11, 20)
     last_week = day - dt.timedelta(weeks=1)
     forecast = weekday_baseline(_history([last_week], lambda _d, _i: 0.2), day, LISBON)
-    assert forecast.weeks_used == 1
+    assert forecast.history_weeks == 1
     assert forecast.energies_kwh.tolist() == pytest.approx([0.2] * 96)
 
     empty = pd.DataFrame(
         {"bucket_start": pd.Series(dtype="int64"), "consumption_kwh": pd.Series(dtype=float)}
     )
     nothing = weekday_baseline(empty, day, LISBON)
-    assert nothing.weeks_used == 0
+    assert nothing.history_weeks == 0
     assert nothing.starts_s.size == 0 and nothing.energies_kwh.size == 0
     only_gaps = weekday_baseline(_history([last_week], lambda _d, _i: np.nan), day, LISBON)
-    assert only_gaps.weeks_used == 0 and only_gaps.starts_s.size == 0
+    assert only_gaps.history_weeks == 0 and only_gaps.starts_s.size == 0
 
 
 def test_a_fall_back_day_repeats_its_hour_and_a_spring_forward_week_lacks_one() -> None:
@@ -106,7 +106,7 @@ def test_a_fall_back_day_repeats_its_hour_and_a_spring_forward_week_lacks_one() 
         return 1.0 if past == dt.date(2026, 3, 29) else 2.0
 
     forecast = weekday_baseline(_history(weeks, kwh), after_spring, LISBON)
-    assert forecast.weeks_used == 4
+    assert forecast.history_weeks == 4
     for start_s, energy in zip(forecast.starts_s.tolist(), forecast.energies_kwh.tolist(), strict=True):
         hour, _ = _wall(dt.datetime.fromtimestamp(start_s, dt.UTC))
         assert energy == pytest.approx(2.0 if hour == 1 else 7.0 / 4)
