@@ -57,8 +57,8 @@ class NoForecastHistory(Unprocessable):
     def __init__(self, user_id: str, day: str, weekday: str, weeks: int) -> None:
         super().__init__(
             f'user "{user_id}" has no consumption on the {weeks} {weekday}s before {day}, which the '
-            "built-in baseline forecast averages: choose a forecast_day up to four weeks after its "
-            "readings, or set FORECAST_API_URL to ask a forecast service"
+            "built-in baseline forecast averages: choose a forecast_day one to four weeks after a day "
+            "with readings, or set FORECAST_API_URL to ask a forecast service"
         )
 
 
