@@ -89,6 +89,10 @@ def _serve(role: str, demo: bool) -> int:
 
         load_demo(context)
     background = start_background(context, role)
+    if demo:
+        from statistics_manager_service.demo.live import feed_live
+
+        background.spawn("demo-live", lambda stop: feed_live(context, stop))
     # The server processes re-read the environment; the schema is already current.
     os.environ["RUN_MIGRATIONS_ON_START"] = "false"
     logger.info(

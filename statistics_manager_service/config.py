@@ -119,6 +119,7 @@ class Settings:
     git_revision: str = "unknown"
     processed_events_retention_days: int = 30
     outbox_retention_hours: int = 24
+    demo_live_interval_s: float = 900.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -240,6 +241,9 @@ class Settings:
             ),
             outbox_retention_hours=_parse_int(
                 "OUTBOX_RETENTION_HOURS", text("OUTBOX_RETENTION_HOURS", "24") or "", 1, 8760
+            ),
+            demo_live_interval_s=_parse_float(
+                "DEMO_LIVE_INTERVAL_S", text("DEMO_LIVE_INTERVAL_S", "900") or "", 0.0
             ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:

@@ -8,12 +8,16 @@ from statistics_manager_service.app import service_context
 from statistics_manager_service.controllers.common import authorized_session_call
 from statistics_manager_service.controllers.responses import json_response
 from statistics_manager_service.event_producers import requests
-from statistics_manager_service.exception_handling_utils.errors import BadRequest, Unavailable
+from statistics_manager_service.exception_handling_utils.errors import BadRequest
 from statistics_manager_service.query.params import parse_day, parse_instant
+from statistics_manager_service.tariff_loading import updater_for
 
 
 def _queued(user_id: str, event_type: str, payload: dict[str, object]) -> flask.Response:
-    body = authorized_session_call([user_id], requests.queue_event, event_type, user_id, payload)
+    return _relayed(authorized_session_call([user_id], requests.queue_event, event_type, user_id, payload))
+
+
+def _relayed(body: dict[str, str]) -> flask.Response:
     relay = service_context().relay
     if relay is not None:
         relay.wakeup.set()
@@ -27,11 +31,11 @@ def mock_consumption_curve_producer_post(user_id: str, start_date: str, delivery
 
 
 def trigger_computed_forecast_producer_post(user_id: str, forecast_day: str) -> flask.Response:
-    """Ask for the household's forecast of a day to be fetched and stored."""
-    if not service_context().settings.forecast_api_url:
-        raise Unavailable("forecasts cannot be fetched: FORECAST_API_URL is not configured")
+    """Ask for the household's forecast of a day: from the forecast service, else the built-in baseline."""
     day = parse_day(forecast_day, "forecast_day")
-    return _queued(user_id, requests.FORECAST_EVENT, requests.forecast_payload(day))
+    context = service_context()
+    baseline_from = None if context.settings.forecast_api_url else updater_for(context)
+    return _relayed(authorized_session_call([user_id], requests.queue_forecast, user_id, day, baseline_from))
 
 
 def users_get_real_data_producer_post(

@@ -1,6 +1,7 @@
 """Demo data: a year of realistic households loaded through the consumer's own handlers.
 
-`python -m statistics_manager_service --demo` calls `load_demo` before serving. Six Lisbon homes
+`python -m statistics_manager_service --demo` calls `load_demo` before serving, then `live.feed_live`
+keeps adding the newest readings while it serves. Six Lisbon homes
 (with and without PV, every tariff type, a meter replacement, a dongle that goes offline) report a
 reading every quarter hour, next to the zone's hourly carbon intensity and day-ahead prices.
 Demand follows the BDEW H0 standard load profile; PV output comes from pvlib when it is installed
@@ -68,6 +69,15 @@ def load_demo(context: ServiceContext, *, days: int = DEFAULT_DAYS, now: dt.date
     print(introduction(context.settings, load, token), flush=True)
 
 
+def _live_line(settings: Settings) -> str:
+    if settings.demo_live_interval_s <= 0:
+        return "Live readings are off (DEMO_LIVE_INTERVAL_S=0): the demo stays as loaded"
+    return (
+        f"Live: new readings every {settings.demo_live_interval_s:g} s of wall time "
+        "(DEMO_LIVE_INTERVAL_S), and each household's baseline forecast of tomorrow"
+    )
+
+
 def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
     """Return what a newcomer needs: who the demo users are, the token, and calls to try."""
     zone = ZoneInfo(TIMEZONE)
@@ -84,6 +94,7 @@ def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
         "",
         f"Demo data: {len(HOUSEHOLDS)} households in {TIMEZONE}, {first} to {last:%Y-%m-%d %H:%M}, "
         f"a reading every 15 minutes; PV by {describe(load.model)}",
+        _live_line(settings),
         "  user id     what it is",
     ]
     lines += [

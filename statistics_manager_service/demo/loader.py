@@ -15,6 +15,7 @@ import functools
 import hashlib
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -38,11 +39,14 @@ from statistics_manager_service.demo.noise import lognormal_factor
 from statistics_manager_service.demo.solar import BUILT_IN, Weather, available_model, weather
 from statistics_manager_service.event_consumer.processor import DeadLetter, Message
 from statistics_manager_service.event_consumer.runner import build_processor
+from statistics_manager_service.event_producers.requests import baseline_payload
+from statistics_manager_service.recompute.forecasts import baseline_forecast
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.readings import READING_VALUE_COLUMNS
 from statistics_manager_service.storage.tables import ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
+from statistics_manager_service.tariff_loading import updater_for
 
 if TYPE_CHECKING:
     from statistics_manager_service.context import ServiceContext
@@ -59,6 +63,11 @@ SIGNAL_DAYS = 7  # a week of hourly grid signals per event
 FORECAST_ERROR = 0.08  # log-standard-deviation of the intensity forecast's error
 IDS_PER_QUERY = 500
 PLAN_KEY = "demo_plan"  # service_state row: the first day and length of the loaded demo
+# After the service was down, the days missed are loaded up to this many before today; older
+# ones stay a gap (the registers jump over it, and the engine spreads the jump across it).
+CATCH_UP_DAYS = 31
+# The built-in baseline forecast of each household, for these last days and tomorrow.
+FORECAST_DAYS = 14
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +110,7 @@ class DemoLoad:
     seconds: float
     model: str  # the PV model the demo was generated with
     stale: bool = False  # the demo was generated with a PV model this installation cannot run
+    days_skipped: int = 0  # missed days older than the catch-up limit, left as a gap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +121,7 @@ class _Planned:
     key: str
     payload: Callable[[], dict[str, Any]]
     group: str  # events of one group go in the same batches, groups in order
+    day: int | None = None  # the index of the day a readings event covers
 
 
 def plan_span(days: int, now: dt.datetime, first_day: dt.date | None = None) -> Span:
@@ -236,8 +247,11 @@ def _replacement_meter_id(household: DemoHousehold) -> str:
     return household.meter_id[:-2] + "ZZ"
 
 
-def plan_events(span: Span, generated: _Generated) -> list[_Planned]:
-    """Return every demo event in sending order: accounts, grid signals, then readings day by day."""
+def plan_events(
+    span: Span, generated: _Generated, forecast: Callable[[str, int], dict[str, Any]]
+) -> list[_Planned]:
+    """Return every demo event in sending order: accounts, grid signals, readings day by day, then
+    each household's baseline forecast (`forecast(user_id, day)` makes its payload)."""
     planned: list[_Planned] = []
     for household in HOUSEHOLDS:
         payload = _account_payload(household, household.meter_id)
@@ -293,9 +307,32 @@ def plan_events(span: Span, generated: _Generated) -> list[_Planned]:
                     household.dongle_api_key or household.user_id,
                     functools.partial(_readings_payload, generated, household, day),
                     "readings",
+                    day,
+                )
+            )
+    # Each forecast day has at least a week of readings before it; tomorrow is index `span.days`.
+    for day in range(max(7, span.days - FORECAST_DAYS), span.days + 1):
+        for household in HOUSEHOLDS:
+            planned.append(
+                _Planned(
+                    _event_id("baseline-forecast", household.user_id, span.label(day)),
+                    "statistics",
+                    "ForecastComputedEvent",
+                    household.user_id,
+                    functools.partial(forecast, household.user_id, day),
+                    "forecasts",
                 )
             )
     return planned
+
+
+def _forecast_payload(context: ServiceContext, span: Span, user_id: str, day: int) -> dict[str, Any]:
+    """Compute a household's baseline forecast of a demo day from the statistics loaded before it."""
+    with session_scope(context.session_factory) as session:
+        forecast = baseline_forecast(
+            session, updater_for(context), user_id, dt.date.fromisoformat(span.label(day))
+        )
+    return {"user_id": user_id, **baseline_payload(forecast)}
 
 
 def _signal(generated: _Generated, event_type: str, kind: str, first_day: int, end_day: int) -> _Planned:
@@ -421,12 +458,18 @@ def _store_plan(context: ServiceContext, plan: _Plan) -> None:
 
 
 def load_demo_data(
-    context: ServiceContext, *, days: int = DEFAULT_DAYS, now: dt.datetime | None = None
+    context: ServiceContext,
+    *,
+    days: int = DEFAULT_DAYS,
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> DemoLoad:
     """Send the events of the demo households that the database has not processed yet.
 
     `days` applies to a fresh database. One that already holds the demo keeps the span it was
-    planned with (the registers continue from its first day) and is only extended to today.
+    planned with (the registers continue from its first day) and is extended to today: the days
+    missed since its last run are loaded, up to `CATCH_UP_DAYS` before today. `stop` ends the
+    load between two batches.
     """
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
@@ -441,16 +484,30 @@ def load_demo_data(
         # Another PV model's numbers would not continue the stored registers: keep the demo as it is.
         return DemoLoad(span, 0, 0, 0, time.monotonic() - started, plan.model, stale=True)
     generated = _Generated(span, plan.model)
-    planned = plan_events(span, generated)
+    planned = plan_events(span, generated, functools.partial(_forecast_payload, context, span))
     done = _already_processed(context, [item.event_id for item in planned])
     missing = [item for item in planned if item.event_id not in done]
+    # Days beyond the first load's span that are older than the catch-up limit stay a gap.
+    too_old = {
+        item.event_id: item.day
+        for item in missing
+        if item.day is not None and plan.days <= item.day < span.days - 1 - CATCH_UP_DAYS
+    }
+    skipped = len(set(too_old.values()))
+    if too_old:
+        logger.info("demo: %d missed days are older than %d days and stay a gap", skipped, CATCH_UP_DAYS)
+        missing = [item for item in missing if item.event_id not in too_old]
     if not missing:
-        return DemoLoad(span, len(planned), 0, 0, time.monotonic() - started, plan.model)
+        return DemoLoad(
+            span, len(planned), 0, 0, time.monotonic() - started, plan.model, days_skipped=skipped
+        )
     processor = build_processor(context)
     prefix = context.settings.kafka_topic_prefix
     offsets = itertools.count()
     sent = dead = 0
     for batch in _batches(missing):
+        if stop is not None and stop.is_set():
+            break
         messages = [
             Message(
                 prefix + item.topic,
@@ -475,4 +532,6 @@ def load_demo_data(
         _remember_readings(context, batch, messages, letters)
         sent += len(messages)
         dead += len(letters)
-    return DemoLoad(span, len(planned), sent, dead, time.monotonic() - started, plan.model)
+    return DemoLoad(
+        span, len(planned), sent, dead, time.monotonic() - started, plan.model, days_skipped=skipped
+    )

@@ -252,8 +252,8 @@ def handle_mock_curve(
     start_s, end_s, _ = local_day_bounds(data["start_date"], tz)
     interval_s = int(data["delivery_time"]) * 60
     starts, forecast, real = mock_curves(data["user_id"], start_s, end_s, interval_s, tz)
-    upsert_curve(session, data["user_id"], "forecast", starts, forecast, interval_s)
-    upsert_curve(session, data["user_id"], "mock_real", starts, real, interval_s)
+    upsert_curve(session, data["user_id"], "forecast", starts, forecast, interval_s, origin="mock")
+    upsert_curve(session, data["user_id"], "mock_real", starts, real, interval_s, origin="mock")
 
 
 def handle_forecast(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:
@@ -263,10 +263,15 @@ def handle_forecast(session: Session, payload: dict[str, Any], services: Service
     tz = _household_timezone(session, user_id, services)
     interval_s = int(data["interval_minutes"]) * 60
     values = data.get("values")
+    origin = data["origin"]
     if not values:
         url = services.settings.forecast_api_url
         if not url:
-            raise PoisonMessage("forecast event has no values and FORECAST_API_URL is not set")
+            raise PoisonMessage(
+                "forecast event has no values and FORECAST_API_URL is not set "
+                "(the forecast endpoint sends the built-in baseline's values in the event)"
+            )
+        origin = "external"
         try:
             fetched = fetch_forecast(
                 url, user_id, data["forecast_day"], services.settings.forecast_api_timeout_s
@@ -281,7 +286,9 @@ def handle_forecast(session: Session, payload: dict[str, Any], services: Service
     ]
     if not inside:
         raise PoisonMessage("no forecast value falls on the forecast day")
-    upsert_curve(session, user_id, "forecast", [s for s, _ in inside], [e for _, e in inside], interval_s)
+    upsert_curve(
+        session, user_id, "forecast", [s for s, _ in inside], [e for _, e in inside], interval_s, origin
+    )
 
 
 def handle_real_data(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:

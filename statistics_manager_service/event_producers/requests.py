@@ -7,8 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.forecasts import BASELINE_WEEKS, BaselineForecast
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
-from statistics_manager_service.exception_handling_utils.errors import UserNotFound
+from statistics_manager_service.exception_handling_utils.errors import NoForecastHistory, UserNotFound
+from statistics_manager_service.recompute import StatisticsUpdater
+from statistics_manager_service.recompute.forecasts import baseline_forecast
 from statistics_manager_service.storage.households import erased_user_ids, known_user_ids
 
 MOCK_CURVE_EVENT = "ComputeMockConsumptionCurveEvent"
@@ -20,10 +23,14 @@ def _utc_text(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def queue_event(session: Session, event_type: str, user_id: str, payload: dict[str, Any]) -> dict[str, str]:
-    """Queue `event_type` for a known household; answer what the endpoint returns."""
+def _require_household(session: Session, user_id: str) -> None:
     if user_id in erased_user_ids(session, [user_id]) or not known_user_ids(session, [user_id]):
         raise UserNotFound(user_id)
+
+
+def queue_event(session: Session, event_type: str, user_id: str, payload: dict[str, Any]) -> dict[str, str]:
+    """Queue `event_type` for a known household; answer what the endpoint returns."""
+    _require_household(session, user_id)
     (event_id,) = add_events(session, [NewEvent(event_type, user_id, {"user_id": user_id, **payload})])
     return {"event_id": event_id, "event_type": event_type, "status": "accepted"}
 
@@ -36,6 +43,36 @@ def mock_curve_payload(start: dt.datetime, delivery_time_min: int) -> dict[str, 
 def forecast_payload(day: dt.date) -> dict[str, Any]:
     """Payload of a forecast request (the values are fetched by the handler)."""
     return {"forecast_day": day.isoformat()}
+
+
+def baseline_payload(forecast: BaselineForecast) -> dict[str, Any]:
+    """Payload of a forecast computed by the built-in baseline: its values travel in the event."""
+    return {
+        "forecast_day": forecast.day.isoformat(),
+        "interval_minutes": 15,
+        "origin": "baseline",
+        "history_weeks": forecast.history_weeks,
+        "values": [
+            {"timestamp": _utc_text(dt.datetime.fromtimestamp(start_s, dt.UTC)), "energy_kwh": energy}
+            for start_s, energy in zip(
+                forecast.starts_s.tolist(), forecast.energies_kwh.tolist(), strict=True
+            )
+        ],
+    }
+
+
+def queue_forecast(
+    session: Session, user_id: str, day: dt.date, baseline_from: StatisticsUpdater | None
+) -> dict[str, str]:
+    """Queue a household's forecast of a day: the built-in baseline computed from `baseline_from`'s
+    statistics, or (None) a request the handler answers by asking the forecast service."""
+    if baseline_from is None:
+        return queue_event(session, FORECAST_EVENT, user_id, forecast_payload(day))
+    _require_household(session, user_id)
+    forecast = baseline_forecast(session, baseline_from, user_id, day)
+    if forecast.history_weeks == 0:
+        raise NoForecastHistory(user_id, day.isoformat(), f"{day:%A}", BASELINE_WEEKS)
+    return queue_event(session, FORECAST_EVENT, user_id, baseline_payload(forecast))
 
 
 def real_data_payload(start: dt.datetime, end: dt.datetime | None) -> dict[str, Any]:

@@ -51,6 +51,23 @@ class NotAcceptable(ServiceError):
     status = 406
 
 
+class Unprocessable(ServiceError):
+    """The request is well formed but the data it needs does not exist; the message says what to do."""
+
+    status = 422
+
+
+class NoForecastHistory(Unprocessable):
+    """A household has no consumption on the days the built-in baseline forecast averages."""
+
+    def __init__(self, user_id: str, day: str, weekday: str, weeks: int) -> None:
+        super().__init__(
+            f'user "{user_id}" has no consumption on the {weeks} {weekday}s before {day}, which the '
+            "built-in baseline forecast averages: choose a forecast_day one to four weeks after a day "
+            "with readings, or set FORECAST_API_URL to ask a forecast service"
+        )
+
+
 class Unavailable(ServiceError):
     """A dependency (database, broker) is unavailable; try again later."""
 

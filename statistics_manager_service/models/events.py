@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
+from statistics_manager_service.aggregation.forecasts import FORECAST_ORIGINS
+
 USER_ID_LENGTH = 10
 SOURCES = ("hub", "dongle", "smart_meter")
 TARIFF_TYPES = ("simple", "bi-hourly", "tri-hourly", "dynamic")
@@ -23,6 +25,8 @@ MAX_SIGNAL_VALUES = 10_000
 MAX_CONTRACTED_KVA = 41.4  # the largest normal low-voltage (BTN) contract the tariff book prices
 # Printable ASCII without spaces: what the account manager issues, and safe in every database.
 USER_ID = validate.Regexp(r"^[\x21-\x7e]{10}$", error="user_id must be 10 printable characters")
+# A forecast event comes from a forecast service or the built-in baseline; mock curves have their own event.
+PUBLISHED_FORECAST_ORIGINS = tuple(origin for origin in FORECAST_ORIGINS if origin != "mock")
 _POWER_PATTERN = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*(k?VA|kW)?\s*$", re.IGNORECASE)
 
 
@@ -243,6 +247,8 @@ class ForecastComputedSchema(_Base):
     forecast_day = fields.Date(required=True)
     interval_minutes = fields.Integer(load_default=15, validate=validate.Range(min=15, max=1440))
     values = fields.List(fields.Nested(ForecastValueSchema), load_default=None, allow_none=True)
+    # Who computed the values: a forecast service unless the event says it is the built-in baseline.
+    origin = fields.String(load_default="external", validate=validate.OneOf(PUBLISHED_FORECAST_ORIGINS))
 
 
 class RealDataSchema(_Base):

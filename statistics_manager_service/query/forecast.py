@@ -27,6 +27,8 @@ from statistics_manager_service.storage.signals import (
 # The time zone of a grid zone's calendar day, for zones this service knows.
 ZONE_TIMEZONES = {"PT": "Europe/Lisbon", "ES": "Europe/Madrid", "FR": "Europe/Paris", "DE": "Europe/Berlin"}
 CO2_UNIT = "gCO₂eq/kWh"
+# The origin of a forecast bucket whose values come from more than one origin.
+MIXED_ORIGIN = "mixed"
 
 
 def _curve_series(
@@ -46,21 +48,37 @@ def _curve_series(
     )
     summed = (
         pd.DataFrame(
-            {"user_id": curves["user_id"].to_numpy(), "bucket": buckets, "energy": curves["energy_kwh"]}
+            {
+                "user_id": curves["user_id"].to_numpy(),
+                "bucket": buckets,
+                "energy": curves["energy_kwh"].to_numpy(),
+                "origin": curves["origin"].to_numpy(),
+            }
         )
-        .groupby(["user_id", "bucket"], as_index=False, sort=True)["energy"]
-        .sum()
+        .groupby(["user_id", "bucket"], as_index=False, sort=True)
+        .agg(energy=("energy", "sum"), origin=("origin", "first"), origins=("origin", "nunique"))
     )
+    summed["origin"] = summed["origin"].where(summed["origins"] == 1, MIXED_ORIGIN)
     summed = summed[summed["bucket"].to_numpy() >= summed["user_id"].map(starts).to_numpy(dtype=np.int64)]
     stamps = format_local_iso(
         summed["bucket"].to_numpy(dtype=np.int64), summed["user_id"].map(zones).to_numpy(dtype=object)
     )
-    for user_id, stamp, energy in zip(
-        summed["user_id"].tolist(), stamps.tolist(), summed["energy"].tolist(), strict=True
+    for user_id, stamp, energy, origin in zip(
+        summed["user_id"].tolist(),
+        stamps.tolist(),
+        summed["energy"].tolist(),
+        summed["origin"].tolist(),
+        strict=True,
     ):
         items = result[user_id]
         items.append(
-            {"timestamp": stamp, "energy": round(energy, 6), "units": "kWh", "slot_number": len(items) + 1}
+            {
+                "timestamp": stamp,
+                "energy": round(energy, 6),
+                "units": "kWh",
+                "slot_number": len(items) + 1,
+                "origin": origin,
+            }
         )
     return result
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from statistics_manager_service.storage.tables import ConsumptionCurve
 from statistics_manager_service.storage.upsert import upsert_rows
 
-CURVE_COLUMNS = ["user_id", "kind", "ts", "interval_s", "energy_kwh"]
+CURVE_COLUMNS = ["user_id", "kind", "ts", "interval_s", "energy_kwh", "origin"]
 
 
 def upsert_curve(
@@ -22,8 +22,9 @@ def upsert_curve(
     starts: Iterable[int],
     energies_kwh: Iterable[float],
     interval_s: int,
+    origin: str,
 ) -> None:
-    """Store a curve's values; a newer curve for the same instants replaces the older."""
+    """Store a curve's values and their origin; a newer curve for the same instants replaces the older."""
     now = int(time.time())
     rows = [
         {
@@ -33,6 +34,7 @@ def upsert_curve(
             "interval_s": int(interval_s),
             "energy_kwh": float(energy),
             "computed_at": now,
+            "origin": origin,
         }
         for ts, energy in zip(starts, energies_kwh, strict=True)
     ]

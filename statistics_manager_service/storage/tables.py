@@ -180,7 +180,7 @@ class CarbonIntensity(Base):
 
 
 class ConsumptionCurve(Base):
-    """A forecast (or mock real) consumption curve value of a household."""
+    """A forecast (or mock real) consumption curve value of a household, labelled with its origin."""
 
     __tablename__ = "consumption_curves"
 
@@ -190,6 +190,8 @@ class ConsumptionCurve(Base):
     interval_s: Mapped[int] = mapped_column(Integer)
     energy_kwh: Mapped[float] = mapped_column(Float)
     computed_at: Mapped[int] = mapped_column(BigInteger)
+    # Where the values come from (`aggregation.forecasts.FORECAST_ORIGINS`).
+    origin: Mapped[str] = mapped_column(String(16), server_default="external")
 
 
 class ProcessedEvent(Base):

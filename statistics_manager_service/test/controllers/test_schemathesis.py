@@ -39,8 +39,9 @@ def api_schema(context: ServiceContext, token: Any) -> Any:
         )
         == []
     )
-    # With a forecast API configured, the forecast trigger takes its normal path (an unconfigured
-    # service answers it with a 503, which is right but not what this run explores).
+    # With a forecast API configured, the forecast trigger only queues its event (an unconfigured
+    # service computes the built-in baseline, and answers 422 for days without history before
+    # them, which is right but not what this run explores).
     context.settings = make_settings(
         context.settings.database_url, forecast_api_url="http://127.0.0.1:9/forecast"
     )

@@ -459,7 +459,10 @@ def test_producer_endpoints_queue_events_handled_in_process(
         f"/api/statistics/trigger-computed-forecast-producer?user_id={FLAT}&forecast_day=2026-03-28",
         headers=headers,
     )
-    assert unconfigured.status_code == 503 and "FORECAST_API_URL" in unconfigured.json()["error"]
+    # Without a forecast service the built-in baseline needs the four weeks before the day.
+    assert unconfigured.status_code == 422
+    assert "no consumption" in unconfigured.json()["error"]
+    assert "FORECAST_API_URL" in unconfigured.json()["error"]
 
 
 @pytest.fixture
@@ -515,7 +518,13 @@ def test_forecasts_are_fetched_with_retries(
             auth_headers(user_id=FLAT),
         )
         assert body[0]["forecast"] == [
-            {"timestamp": "2026-03-28T00:00:00+00:00", "energy": 24.0, "units": "kWh", "slot_number": 1}
+            {
+                "timestamp": "2026-03-28T00:00:00+00:00",
+                "energy": 24.0,
+                "units": "kWh",
+                "slot_number": 1,
+                "origin": "external",
+            }
         ]
         assert body[0]["real"][0]["energy"] == pytest.approx(24.0)
 
