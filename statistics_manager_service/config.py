@@ -91,6 +91,7 @@ class Settings:
     forecast_api_timeout_s: float = 5.0
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
+    otel_exporter_otlp_endpoint: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -133,6 +134,9 @@ class Settings:
             ) from None
         if self.log_format not in ("text", "json"):
             raise ConfigurationError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        endpoint = self.otel_exporter_otlp_endpoint
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigurationError(f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
         if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
             raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
         return self
@@ -199,5 +203,6 @@ class Settings:
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")
             ),
             outbox_relay_enabled=_parse_bool("OUTBOX_RELAY_ENABLED", env.get("OUTBOX_RELAY_ENABLED", "true")),
+            otel_exporter_otlp_endpoint=text("OTEL_EXPORTER_OTLP_ENDPOINT", None),
         )
         return settings.validate()
