@@ -45,10 +45,12 @@ def _prepare_metrics_dir() -> None:
 
 def _run_db(action: str) -> int:
     from statistics_manager_service.config import Settings
+    from statistics_manager_service.log import configure_logging
     from statistics_manager_service.storage import migrate
     from statistics_manager_service.storage.engine import make_engine
 
     settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url)
     if action == "upgrade":
         migrate.upgrade(engine)
@@ -81,8 +83,10 @@ def _serve(role: str, demo: bool) -> int:
     from statistics_manager_service.context import build_context
     from statistics_manager_service.event_consumer.runner import start_background
     from statistics_manager_service.log import configure_logging
+    from statistics_manager_service.tracing import configure_tracing
 
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings)
     context = build_context(settings)  # migrates once, before any server process starts
     if demo:
         from statistics_manager_service.demo import load_demo

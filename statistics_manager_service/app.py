@@ -21,6 +21,7 @@ from statistics_manager_service.exception_handling_utils.errors import NotAccept
 from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
 from statistics_manager_service.log import configure_logging
 from statistics_manager_service.middleware import RequestContextMiddleware, WholeResponseWSGI
+from statistics_manager_service.tracing import configure_tracing
 from statistics_manager_service.validation import CompiledParameterValidator
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def create_asgi_app() -> connexion.FlaskApp:
     """Build the app from the environment: the factory each server process calls."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings)
     app = create_app(settings)
     prepare_heap_for_serving()
     return app

@@ -98,6 +98,20 @@ def set_current_principal(principal: Principal | None) -> None:
     _current_principal.set(principal)
 
 
+def peek_principal() -> Principal | None:
+    """Return the caller of the request being served, None before (or without) authentication."""
+    return _current_principal.get()
+
+
+def caller_name(principal: Principal | None) -> str:
+    """Name a caller for logs and traces: the user id, "service" or "anonymous"; never the token."""
+    if principal is None or principal.is_anonymous:
+        return "anonymous"
+    if principal.is_service:
+        return SERVICE_ROLE
+    return principal.user_id or "anonymous"
+
+
 def current_principal() -> Principal:
     """Return the caller of the request being served."""
     principal = _current_principal.get()

@@ -120,6 +120,7 @@ class Settings:
     processed_events_retention_days: int = 30
     outbox_retention_hours: int = 24
     demo_live_interval_s: float = 900.0
+    otel_exporter_otlp_endpoint: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -163,6 +164,9 @@ class Settings:
             ) from None
         if self.log_format not in ("text", "json"):
             raise ConfigurationError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        endpoint = self.otel_exporter_otlp_endpoint
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigurationError(f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
         if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
             raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
         return self
@@ -245,6 +249,7 @@ class Settings:
             demo_live_interval_s=_parse_float(
                 "DEMO_LIVE_INTERVAL_S", text("DEMO_LIVE_INTERVAL_S", "900") or "", 0.0
             ),
+            otel_exporter_otlp_endpoint=text("OTEL_EXPORTER_OTLP_ENDPOINT", None),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:
             settings = dataclasses.replace(settings, jwt_sign_key=embedded_signing_key(settings.database_url))

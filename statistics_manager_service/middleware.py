@@ -1,8 +1,10 @@
-"""The ASGI middleware in front of every request: correlation id, authentication, metrics."""
+"""The ASGI middleware in front of every request: correlation id, authentication, metrics, access log
+and the request's span."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -15,15 +17,18 @@ from typing import Any, cast
 import jwt
 import orjson
 from a2wsgi.wsgi import Body, build_environ
+from opentelemetry.trace import Span, SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from statistics_manager_service import metrics
+from statistics_manager_service import metrics, tracing
 from statistics_manager_service.auth import (
     ANONYMOUS_INTERNAL,
     Principal,
     bearer_token,
+    caller_name,
     decode_token,
     in_networks,
+    peek_principal,
     set_current_principal,
 )
 from statistics_manager_service.config import Settings
@@ -38,12 +43,16 @@ from statistics_manager_service.exception_handling_utils.errors import (
     ServiceError,
     Unauthorized,
 )
-from statistics_manager_service.log import correlation_id_var
+from statistics_manager_service.log import MAX_CORRELATION_ID_LENGTH, correlation_id_var
 
 logger = logging.getLogger(__name__)
+# One line per request; its own logger, so that it can be leveled or routed on its own.
+access_logger = logging.getLogger("statistics_manager_service.access")
 
 CORRELATION_HEADER = b"x-correlation-id"
-MAX_CORRELATION_ID_LENGTH = 128
+TRACEPARENT_HEADER = b"traceparent"
+# Probes answer many times a minute: their access lines are logged at debug level.
+PROBE_SUFFIXES = ("/health", "/ready", "/metrics")
 MAX_CACHED_TOKENS = 4096
 # Metric label of a request method outside this set: a client chooses the method.
 LABELLED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -149,6 +158,7 @@ class RequestContextMiddleware:
             return
         if path == "/metrics":
             await self._serve_metrics(send)
+            self._log_access(scope, "/metrics", 200, started, None)
             return
         status_holder = {"status": 500}
         supplied_id = _header(scope, CORRELATION_HEADER)
@@ -156,7 +166,8 @@ class RequestContextMiddleware:
             supplied_id = supplied_id.strip()[:MAX_CORRELATION_ID_LENGTH]
         correlation_id = supplied_id or str(uuid.uuid4())
         token = correlation_id_var.set(correlation_id)
-        endpoint = path if path in self.known_paths else "other"
+        route = path if path in self.known_paths else None
+        endpoint = route or "other"
         encoded_id = correlation_id.encode("latin-1", errors="replace")
 
         async def send_with_id(message: Message) -> None:
@@ -168,17 +179,73 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if path in self.protected_paths:
-                rejection = self._authenticate(scope, supplied_id)
-                if rejection is not None:
-                    status_holder["status"] = rejection.status
-                    await send_json_error(send, rejection.status, rejection.message, correlation_id)
-                    return
-            await self.app(scope, receive, send_with_id)
+            with self._request_span(scope, route, correlation_id) as span:
+                try:
+                    if path in self.protected_paths:
+                        rejection = self._authenticate(scope, supplied_id)
+                        if rejection is not None:
+                            status_holder["status"] = rejection.status
+                            await send_json_error(send, rejection.status, rejection.message, correlation_id)
+                            return
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    if span is not None:
+                        _end_request_span(span, status_holder["status"], peek_principal())
         finally:
+            self._log_access(scope, route, status_holder["status"], started, peek_principal())
             set_current_principal(None)
             correlation_id_var.reset(token)
             self._count(scope.get("method", "GET"), endpoint, status_holder["status"], started)
+
+    def _request_span(
+        self, scope: Scope, route: str | None, correlation_id: str
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        """The server span of a request, a child of the caller's `traceparent` when one is sent."""
+        if not tracing.enabled():
+            return contextlib.nullcontext(None)
+        method = scope.get("method", "GET")
+        return tracing.span(
+            f"{method} {route}" if route else method,
+            kind=SpanKind.SERVER,
+            parent=_header(scope, TRACEPARENT_HEADER),
+            attributes={
+                "http.request.method": method,
+                "http.route": route or "",
+                "url.path": scope["path"],
+                "correlation_id": correlation_id,
+            },
+        )
+
+    def _log_access(
+        self, scope: Scope, route: str | None, status: int, started: float, principal: Principal | None
+    ) -> None:
+        """Log the request's one access line: method, route, status, duration and caller."""
+        path: str = scope["path"]
+        level = logging.DEBUG if path.endswith(PROBE_SUFFIXES) else logging.INFO
+        if not access_logger.isEnabledFor(level):
+            return
+        method = scope.get("method", "GET")
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        caller = caller_name(principal)
+        shown_route = route or path[:200]
+        access_logger.log(
+            level,
+            "%s %s %d %.1f ms caller=%s",
+            method,
+            shown_route,
+            status,
+            duration_ms,
+            caller,
+            extra={
+                "fields": {
+                    "method": method,
+                    "route": shown_route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "caller": caller,
+                }
+            },
+        )
 
     def _count(self, method: str, endpoint: str, status: int, started: float) -> None:
         """Count the request and its latency (labelled children are looked up once each)."""
@@ -232,6 +299,13 @@ class RequestContextMiddleware:
         start: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": headers}
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+def _end_request_span(span: Span, status: int, principal: Principal | None) -> None:
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("caller", caller_name(principal))
+    if status >= 500:
+        tracing.mark_failed(span, f"HTTP {status}")
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

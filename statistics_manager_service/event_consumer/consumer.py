@@ -21,6 +21,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
 from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
 from statistics_manager_service.event_consumer.processor import (
     BatchProcessor,
     DeadLetter,
@@ -150,8 +151,9 @@ class EventConsumer:
                 for r in records
             ]
             try:
-                dead = self._process(messages)
-                self._dead_letter(producer, dead)
+                with handling_batch(messages):
+                    dead = self._process(messages)
+                    self._dead_letter(producer, dead)
                 consumer.commit(
                     {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()}
                 )
@@ -215,7 +217,10 @@ class EventConsumer:
                 if attempt == 1:
                     continue  # the message's second try, as in a larger batch (a lost race, say)
                 message = messages[0]
-                logger.exception("message %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                with handling_message(message):
+                    logger.exception(
+                        "message %s[%d]@%d failed", message.topic, message.partition, message.offset
+                    )
                 dead = [DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)]
         if dead and not self._database_reachable():
             # An outage may surface as an unexpected error: never dead-letter messages for it.
@@ -275,14 +280,15 @@ class EventConsumer:
         futures = []
         for letter in dead:
             key, value, headers = dead_letter_record(letter)
-            logger.warning(
-                "dead-lettering %s[%d]@%d: %s: %s",
-                letter.message.topic,
-                letter.message.partition,
-                letter.message.offset,
-                letter.error_class,
-                letter.reason,
-            )
+            with handling_message(letter.message):
+                logger.warning(
+                    "dead-lettering %s[%d]@%d: %s: %s",
+                    letter.message.topic,
+                    letter.message.partition,
+                    letter.message.offset,
+                    letter.error_class,
+                    letter.reason,
+                )
             futures.append(producer.send(self.dlq_topic, key=key, value=value, headers=headers))
         producer.flush(timeout=30)
         for future in futures:

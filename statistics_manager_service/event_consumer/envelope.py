@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
+
+from statistics_manager_service.log import MAX_CORRELATION_ID_LENGTH
+
+# Header names of a correlation id, compared without case, dashes and underscores:
+# X-Correlation-ID (what the relay sends), correlation_id, correlationId.
+CORRELATION_HEADER_NAMES = frozenset({"xcorrelationid", "correlationid"})
+# A correlation id in the envelope: `"correlationId": "..."` (or correlation_id), found without
+# decoding the value a second time.
+_ENVELOPE_CORRELATION_ID = re.compile(
+    rb'"(?:x-)?correlation_?id"\s*:\s*"([^"\\]{1,%d})"' % MAX_CORRELATION_ID_LENGTH, re.IGNORECASE
+)
 
 
 class PoisonMessage(Exception):
@@ -78,3 +90,26 @@ def parse_envelope(
         payload=payload,
         timestamp=_first(document, "timestamp", "ts"),
     )
+
+
+def correlation_id_of(value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
+    """The correlation id a message carries: from its headers, else from its envelope; None without."""
+    for key, header_value in headers or ():
+        if header_value and key.lower().replace("-", "").replace("_", "") in CORRELATION_HEADER_NAMES:
+            decoded = header_value.decode("utf-8", errors="replace").strip()[:MAX_CORRELATION_ID_LENGTH]
+            if decoded:
+                return decoded
+    if value is None or b"orrelation" not in value:
+        return None
+    match = _ENVELOPE_CORRELATION_ID.search(value)
+    if match is None:
+        return None
+    return match.group(1).decode("utf-8", errors="replace").strip() or None
+
+
+def header_text(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The value of the header `name` (case-insensitive) as text; None without."""
+    for key, header_value in headers or ():
+        if header_value and key.lower() == name:
+            return header_value.decode("latin-1")
+    return None

@@ -32,6 +32,7 @@ from statistics_manager_service.event_consumer.handlers import (
     handle_own_announcement,
     load_payload,
 )
+from statistics_manager_service.event_consumer.message_context import handling_message
 from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
 from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
 from statistics_manager_service.storage import households as household_store
@@ -154,13 +155,14 @@ class BatchProcessor:
         if len(messages) > 1:
             return [dead for message in messages for dead in self._isolate([message])]
         message = messages[0]
-        logger.error(
-            "message %s[%d]@%d failed",
-            message.topic,
-            message.partition,
-            message.offset,
-            exc_info=(type(failure), failure, failure.__traceback__),
-        )
+        with handling_message(message):
+            logger.error(
+                "message %s[%d]@%d failed",
+                message.topic,
+                message.partition,
+                message.offset,
+                exc_info=(type(failure), failure, failure.__traceback__),
+            )
         return [DeadLetter(message, type(failure).__name__, str(failure)[:1000] or type(failure).__name__)]
 
     # ---- one transaction ----------------------------------------------------------------
@@ -201,7 +203,7 @@ class BatchProcessor:
             dead.extend(self._flush_readings(session, readings))
             readings = []
             try:
-                with session.begin_nested():
+                with session.begin_nested(), handling_message(item.message):
                     HANDLERS[item.short_topic][item.envelope.event_type](
                         session, item.envelope.payload, self.services, _event_meta(item)
                     )

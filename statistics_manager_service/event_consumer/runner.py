@@ -15,9 +15,15 @@ from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
+from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.event_producers.outbox import debezium_envelope
-from statistics_manager_service.event_producers.relay import OutboxRelay, Publisher, kafka_publisher
+from statistics_manager_service.event_producers.relay import (
+    OutboxRelay,
+    Publisher,
+    kafka_publisher,
+    publication,
+)
 from statistics_manager_service.storage.tables import OutboxEvent
 from statistics_manager_service.tariff_loading import apply_tariff_changes, updater_for
 
@@ -37,18 +43,22 @@ def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publis
     """Hand outbox rows straight to the processor, as if they had come back from the broker."""
 
     def publish(events: Sequence[OutboxEvent]) -> None:
-        messages = [
-            Message(
-                f"{topic_prefix}{event.aggregatetype}",
-                0,
-                event.seq,
-                event.aggregateid.encode(),
-                debezium_envelope(event),
-            )
-            for event in events
-        ]
-        for dead in processor.process(messages):
-            logger.warning("in-process event %s failed: %s", dead.message.offset, dead.reason)
+        with publication(events, topic_prefix) as headers:
+            messages = [
+                Message(
+                    f"{topic_prefix}{event.aggregatetype}",
+                    0,
+                    event.seq,
+                    event.aggregateid.encode(),
+                    debezium_envelope(event),
+                    tuple(event_headers),
+                )
+                for event, event_headers in zip(events, headers, strict=True)
+            ]
+            with handling_batch(messages, "consume in-process"):
+                for dead in processor.process(messages):
+                    with handling_message(dead.message):
+                        logger.warning("in-process event %s failed: %s", dead.message.offset, dead.reason)
 
     return publish
 

@@ -12,9 +12,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from statistics_manager_service import tracing
+from statistics_manager_service.log import current_correlation_id
 from statistics_manager_service.storage.tables import OutboxEvent
 
 STATISTICS_AGGREGATE = "statistics"
+# The Kafka header of an event's correlation id (the HTTP header's name; consumers accept others).
+CORRELATION_HEADER = "X-Correlation-ID"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +35,14 @@ class NewEvent:
 def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
     """Queue events for publication to `<prefix><aggregate_type>`, in order; return their ids.
 
-    One INSERT for all of them, in the caller's transaction.
+    One INSERT for all of them, in the caller's transaction. Each row keeps the correlation id
+    and trace context of the request or message being served, for the relay to pass on.
     """
     if not events:
         return []
     now_ms = int(time.time() * 1000)
+    correlation_id = current_correlation_id()
+    traceparent = tracing.current_traceparent()
     ids = [event.event_id or str(uuid.uuid4()) for event in events]
     rows = [
         {
@@ -45,6 +52,8 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
             "type": event.event_type,
             "timestamp": now_ms,
             "payload": orjson.dumps(event.payload).decode(),
+            "correlation_id": correlation_id,
+            "traceparent": traceparent,
         }
         for event_id, event in zip(ids, events, strict=True)
     ]
@@ -94,6 +103,16 @@ def delete_created_before(session: Session, created_before_ms: int, limit: int) 
 def count_pending(session: Session) -> int:
     """Count the events not yet published."""
     return int(session.execute(sa.select(sa.func.count()).select_from(OutboxEvent)).scalar_one())
+
+
+def message_headers(event: OutboxEvent, traceparent: str | None) -> list[tuple[str, bytes]]:
+    """The Kafka headers of an event: its id and type, correlation id and `traceparent` when known."""
+    headers = [("id", event.id.encode()), ("eventType", event.type.encode())]
+    if event.correlation_id:
+        headers.append((CORRELATION_HEADER, event.correlation_id.encode()))
+    if traceparent:
+        headers.append((tracing.TRACEPARENT, traceparent.encode()))
+    return headers
 
 
 def debezium_envelope(event: OutboxEvent) -> bytes:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from statistics_manager_service import metrics
+from statistics_manager_service import metrics, tracing
 from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_producers.outbox import (
     count_pending,
     debezium_envelope,
     delete_published,
+    message_headers,
     pending_events,
 )
 from statistics_manager_service.storage.engine import session_scope
@@ -77,21 +80,59 @@ class OutboxRelay:
                 self.wakeup.clear()
 
 
+@contextmanager
+def publication(events: Sequence[OutboxEvent], topic_prefix: str) -> Iterator[list[list[tuple[str, bytes]]]]:
+    """Yield the Kafka headers of each event, while the block publishes them.
+
+    While tracing, each event is published in a producer span of its own, a child of the span
+    that queued it, and its `traceparent` header names that span; the spans end with the block
+    (failed if it raises). Otherwise the stored `traceparent` is passed on as it is.
+    """
+    spans = [
+        tracing.start_span(
+            f"{topic_prefix}{event.aggregatetype} publish",
+            kind=SpanKind.PRODUCER,
+            parent=event.traceparent,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": f"{topic_prefix}{event.aggregatetype}",
+                "messaging.message.id": event.id,
+                "event_type": event.type,
+            },
+        )
+        for event in events
+    ]
+    try:
+        yield [
+            message_headers(event, event.traceparent if span is None else tracing.traceparent_of(span))
+            for event, span in zip(events, spans, strict=True)
+        ]
+    except BaseException as error:
+        for span in spans:
+            tracing.mark_failed(span, f"{type(error).__name__}: {error}"[:300])
+        raise
+    finally:
+        for span in spans:
+            if span is not None:
+                span.end()
+
+
 def kafka_publisher(producer: KafkaProducer, topic_prefix: str) -> Publisher:
     """Publish rows to Kafka and wait for every acknowledgement."""
 
     def publish(events: Sequence[OutboxEvent]) -> None:
-        futures = [
-            producer.send(
-                f"{topic_prefix}{event.aggregatetype}",
-                key=event.aggregateid.encode(),
-                value=debezium_envelope(event),
-                headers=[("id", event.id.encode()), ("eventType", event.type.encode())],
-            )
-            for event in events
-        ]
-        producer.flush(timeout=30)
-        for future in futures:
-            future.get(timeout=30)
+        with publication(events, topic_prefix) as headers:
+            futures = [
+                producer.send(
+                    f"{topic_prefix}{event.aggregatetype}",
+                    key=event.aggregateid.encode(),
+                    value=debezium_envelope(event),
+                    headers=event_headers,
+                )
+                for event, event_headers in zip(events, headers, strict=True)
+            ]
+            producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=30)
 
     return publish

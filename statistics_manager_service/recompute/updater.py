@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from statistics_manager_service import metrics
+from statistics_manager_service import metrics, tracing
 from statistics_manager_service.aggregation.arrays import composite_keys
 from statistics_manager_service.aggregation.contracts import CONTRACT_FIELDS, contract_change
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, STORED_LEVEL, Level
@@ -313,6 +313,22 @@ class StatisticsUpdater:
     # ---- the recomputation --------------------------------------------------------------
 
     def _recompute(
+        self,
+        session: Session,
+        households: dict[str, Household],
+        windows: pd.DataFrame,
+        cause: str,
+        known: pd.DataFrame | None = None,
+    ) -> Recomputed:
+        """Recompute the days of the windows (see `_recompute_days`), in a span of its own."""
+        with tracing.span("recompute", attributes={"cause": cause}) as current:
+            recomputed = self._recompute_days(session, households, windows, cause, known)
+            if current is not None:
+                current.set_attribute("households", len(recomputed.windows))
+                current.set_attribute("window_buckets", recomputed.bucket_count)
+            return recomputed
+
+    def _recompute_days(
         self,
         session: Session,
         households: dict[str, Household],

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -33,6 +34,24 @@ def alembic_config(database_url: str | None = None) -> Config:
     if database_url:
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+def log_applied_migration(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    """Log one migration step as Alembic applies it (its `on_version_apply` hook): revision, description."""
+    if step.is_stamp:
+        return
+    script = step.up_revision
+    description = script.doc.strip().split("\n", 1)[0] if isinstance(script, Script) else ""
+    action = "upgrade" if step.is_upgrade else "downgrade"
+    logger.info(
+        "%s migration %s: %s",
+        "applied" if step.is_upgrade else "reverted",
+        step.up_revision_id,
+        description,
+        extra={"fields": {"migration": action, "revision": step.up_revision_id, "description": description}},
+    )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

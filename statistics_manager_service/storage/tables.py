@@ -217,6 +217,9 @@ class OutboxEvent(Base):
     type: Mapped[str] = mapped_column(String(64))
     timestamp: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[str] = mapped_column(Text)
+    # Of the request or message that queued the event; sent as Kafka headers by the relay.
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
 
 class ServiceState(Base):

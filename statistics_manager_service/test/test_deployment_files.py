@@ -671,7 +671,20 @@ def test_debezium_outbox_connector_matches_the_outbox_table() -> None:
     placed = {item.split(":")[0] for item in placement.split(",")}
     assert {"type", "timestamp"} <= placed
     used_columns |= placed
-    assert used_columns == {"id", "aggregatetype", "aggregateid", "type", "timestamp", "payload"}
+    assert used_columns == {
+        "id",
+        "aggregatetype",
+        "aggregateid",
+        "type",
+        "timestamp",
+        "payload",
+        "correlation_id",
+        "traceparent",
+    }
+    # The correlation id and trace context travel as the headers the relay sends.
+    assert {"correlation_id:header:X-Correlation-ID", "traceparent:header:traceparent"} <= set(
+        placement.split(",")
+    )
 
     from statistics_manager_service.storage.tables import OutboxEvent
 

@@ -27,6 +27,10 @@ ABOVE: dict[str, set[str]] = {
     "background": {"event_consumer", "event_producers", "app", "context"},
     "backoff": {"event_consumer", "event_producers", "app", "context"},
 }
+# The bottom, imported by every layer: tracing and logging import no other part but the settings.
+PARTS = {path.stem for path in ROOT.iterdir() if path.suffix == ".py" or (path / "__init__.py").exists()}
+ABOVE["tracing"] = PARTS - {"__init__", "config", "tracing"}
+ABOVE["log"] = PARTS - {"__init__", "config", "tracing", "log"}
 
 
 def _sources(part: str) -> list[Path]:

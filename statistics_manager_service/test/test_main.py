@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import jwt
 import pytest
+from alembic.script import ScriptDirectory
 
+from statistics_manager_service.storage.migrate import alembic_config
 from statistics_manager_service.test.conftest import TEST_JWT_KEY
 
 
@@ -138,3 +141,29 @@ def test_an_unreachable_database_at_start_is_one_clear_line(tmp_path: Path) -> N
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1].startswith("database unavailable:")
     assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_logs_each_migration_it_applies_as_json(tmp_path: Path) -> None:
+    env = _clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}", LOG_FORMAT="json")
+
+    def upgrade() -> list[dict[str, str]]:
+        result = subprocess.run(
+            [sys.executable, "-m", "statistics_manager_service", "db", "upgrade"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stderr.splitlines()]  # nothing but JSON
+
+    applied = [line for line in upgrade() if line.get("migration") == "upgrade"]
+    revisions = [
+        script.revision
+        for script in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
+    ]
+    assert [line["revision"] for line in applied] == revisions
+    assert applied[0]["description"] == "initial schema"
+    assert all(line["description"] and line["level"] == "INFO" for line in applied)
+    assert [line for line in upgrade() if "migration" in line] == []  # nothing left to apply

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from statistics_manager_service.config import Settings
+from statistics_manager_service.storage.migrate import log_applied_migration
 from statistics_manager_service.storage.tables import Base
 
 config = context.config
@@ -24,7 +25,12 @@ def run_migrations_online() -> None:
     """Apply migrations on a live connection (batch mode lets SQLite alter tables)."""
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            on_version_apply=log_applied_migration,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -32,7 +38,12 @@ def run_migrations_online() -> None:
     section.setdefault("sqlalchemy.url", Settings.from_env().database_url)
     connectable = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as new_connection:
-        context.configure(connection=new_connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=new_connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            on_version_apply=log_applied_migration,
+        )
         with context.begin_transaction():
             context.run_migrations()
 

@@ -55,6 +55,10 @@ def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tu
     drop_postgres_database(upgraded)
 
 
+def _columns(connection: sa.Connection, table_name: str) -> set[str]:
+    return {column["name"] for column in sa.inspect(connection).get_columns(table_name)}
+
+
 def _previous_revision_copy(built: ServiceContext, url: str) -> None:
     """Write what the previous revision held for the same events: every row of the built database,
     readings a row each, and its stored quarter hours, hours, weeks, months and years."""
@@ -69,7 +73,12 @@ def _previous_revision_copy(built: ServiceContext, url: str) -> None:
             # Contract versions came later: the upgrade derives them from the households.
             if table.name in (ReadingDay.__tablename__, ContractVersion.__tablename__):
                 continue
-            rows = [dict(row) for row in source.execute(sa.select(table)).mappings()]
+            # Only the columns the previous revision has (later revisions add some).
+            previous = _columns(target, table.name)
+            kept = [column.name for column in table.columns if column.name in previous]
+            rows = [
+                dict(row) for row in source.execute(sa.select(*(table.c[name] for name in kept))).mappings()
+            ]
             if rows:
                 target.execute(table.insert(), rows)
         days = pd.DataFrame(source.execute(sa.select(ReadingDay.__table__)).all(), columns=DAY_COLUMNS)
