@@ -119,6 +119,12 @@ class Settings:
     git_revision: str = "unknown"
     processed_events_retention_days: int = 30
     outbox_retention_hours: int = 24
+    # What one message may make the service recompute (see README, "Bounds").
+    reading_max_age_days: int = 3650
+    reading_max_gap_days: int = 180
+    signal_max_age_days: int = 3650
+    signal_max_future_days: int = 31
+    recompute_households_per_transaction: int = 100
 
     @property
     def is_sqlite(self) -> bool:
@@ -162,6 +168,11 @@ class Settings:
             ) from None
         if self.log_format not in ("text", "json"):
             raise ConfigurationError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        if self.reading_max_gap_days > self.reading_max_age_days:
+            raise ConfigurationError(
+                f"READING_MAX_GAP_DAYS ({self.reading_max_gap_days}) must not exceed "
+                f"READING_MAX_AGE_DAYS ({self.reading_max_age_days})"
+            )
         if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
             raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
         return self
@@ -240,6 +251,24 @@ class Settings:
             ),
             outbox_retention_hours=_parse_int(
                 "OUTBOX_RETENTION_HOURS", text("OUTBOX_RETENTION_HOURS", "24") or "", 1, 8760
+            ),
+            reading_max_age_days=_parse_int(
+                "READING_MAX_AGE_DAYS", text("READING_MAX_AGE_DAYS", "3650") or "", 1, 36_500
+            ),
+            reading_max_gap_days=_parse_int(
+                "READING_MAX_GAP_DAYS", text("READING_MAX_GAP_DAYS", "180") or "", 1, 3650
+            ),
+            signal_max_age_days=_parse_int(
+                "SIGNAL_MAX_AGE_DAYS", text("SIGNAL_MAX_AGE_DAYS", "3650") or "", 1, 36_500
+            ),
+            signal_max_future_days=_parse_int(
+                "SIGNAL_MAX_FUTURE_DAYS", text("SIGNAL_MAX_FUTURE_DAYS", "31") or "", 0, 366
+            ),
+            recompute_households_per_transaction=_parse_int(
+                "RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION",
+                text("RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION", "100") or "",
+                1,
+                10_000,
             ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:
