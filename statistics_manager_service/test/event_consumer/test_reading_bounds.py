@@ -84,8 +84,10 @@ def test_a_clock_reset_goes_to_the_dead_letters_while_other_households_flow(
             ],
         )
         wait_until(
-            lambda: stored_reading_count(kafka_ctx, user_id=steady) == 96
-            and stored_reading_count(kafka_ctx, user_id=other) == 96,
+            lambda: (
+                stored_reading_count(kafka_ctx, user_id=steady) == 96
+                and stored_reading_count(kafka_ctx, user_id=other) == 96
+            ),
             what="the other households' readings stored",
         )
         dead = drain(kafka_broker, settings.topic("statistics.dlq"), expected=2)
