@@ -32,6 +32,7 @@ from statistics_manager_service.event_consumer.handlers import (
     announce_updates,
     handle_own_announcement,
     load_payload,
+    recompute_pending,
 )
 from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
 from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
@@ -138,6 +139,15 @@ class BatchProcessor:
         try:
             with session_scope(self.session_factory) as session:
                 return self._apply(session, messages)
+        except TRANSIENT_ERRORS as error:
+            raise TransientFailure(str(error).splitlines()[0]) from error
+
+    def recompute_pending(self) -> bool:
+        """Do one chunk of a recorded zone-wide recomputation in a transaction of its own; tell
+        whether there was one."""
+        try:
+            with session_scope(self.session_factory) as session:
+                return recompute_pending(session, self.services)
         except TRANSIENT_ERRORS as error:
             raise TransientFailure(str(error).splitlines()[0]) from error
 
