@@ -121,6 +121,12 @@ class Settings:
     outbox_retention_hours: int = 24
     demo_live_interval_s: float = 900.0
     otel_exporter_otlp_endpoint: str | None = None
+    # What one message may make the service recompute (see README, "Bounds").
+    reading_max_age_days: int = 3650
+    reading_max_gap_days: int = 180
+    signal_max_age_days: int = 3650
+    signal_max_future_days: int = 31
+    recompute_households_per_transaction: int = 100
 
     @property
     def is_sqlite(self) -> bool:
@@ -167,6 +173,11 @@ class Settings:
         endpoint = self.otel_exporter_otlp_endpoint
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigurationError(f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
+        if self.reading_max_gap_days > self.reading_max_age_days:
+            raise ConfigurationError(
+                f"READING_MAX_GAP_DAYS ({self.reading_max_gap_days}) must not exceed "
+                f"READING_MAX_AGE_DAYS ({self.reading_max_age_days})"
+            )
         if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
             raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
         return self
@@ -250,6 +261,24 @@ class Settings:
                 "DEMO_LIVE_INTERVAL_S", text("DEMO_LIVE_INTERVAL_S", "900") or "", 0.0
             ),
             otel_exporter_otlp_endpoint=text("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+            reading_max_age_days=_parse_int(
+                "READING_MAX_AGE_DAYS", text("READING_MAX_AGE_DAYS", "3650") or "", 1, 36_500
+            ),
+            reading_max_gap_days=_parse_int(
+                "READING_MAX_GAP_DAYS", text("READING_MAX_GAP_DAYS", "180") or "", 1, 3650
+            ),
+            signal_max_age_days=_parse_int(
+                "SIGNAL_MAX_AGE_DAYS", text("SIGNAL_MAX_AGE_DAYS", "3650") or "", 1, 36_500
+            ),
+            signal_max_future_days=_parse_int(
+                "SIGNAL_MAX_FUTURE_DAYS", text("SIGNAL_MAX_FUTURE_DAYS", "31") or "", 0, 366
+            ),
+            recompute_households_per_transaction=_parse_int(
+                "RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION",
+                text("RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION", "100") or "",
+                1,
+                10_000,
+            ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:
             settings = dataclasses.replace(settings, jwt_sign_key=embedded_signing_key(settings.database_url))

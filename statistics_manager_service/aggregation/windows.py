@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from statistics_manager_service.aggregation.arrays import IntArray, floor_to
+from statistics_manager_service.aggregation.arrays import BoolArray, IntArray, floor_to
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 
 
@@ -40,3 +41,35 @@ def context_bounds(
     reading at or after its end: compute_buckets needs nothing else for the window's buckets.
     """
     return window_start_s - measured_gap_s, window_end_s
+
+
+def reachable_instants(
+    owner: IntArray, instant_s: IntArray, anchor_low_s: IntArray, anchor_high_s: IntArray, max_gap_s: int
+) -> BoolArray:
+    """Tell which instants interpolation may join to their owner's anchor.
+
+    `owner[i]` indexes the anchor intervals [anchor_low_s, anchor_high_s] (a household's known
+    history, or a single trusted instant). An instant is reachable when a chain of instants, each
+    at most `max_gap_s` from the next, links it to the anchor: energy is only ever spread over a
+    gap between two readings, so nothing reachable spreads over more than `max_gap_s`.
+    """
+    count = instant_s.size
+    if count == 0:
+        return np.zeros(0, dtype=bool)
+    anchors = np.arange(anchor_low_s.size, dtype=np.int64)
+    owners = np.concatenate([owner, anchors])
+    low = np.concatenate([instant_s, anchor_low_s])
+    high = np.concatenate([instant_s, anchor_high_s])
+    order = np.lexsort((low, owners))
+    owners, low, high = owners[order], low[order], high[order]
+    reach = pd.Series(high).groupby(owners).cummax().to_numpy(dtype=np.int64)
+    first = np.ones(owners.size, dtype=bool)
+    first[1:] = owners[1:] != owners[:-1]
+    previous_reach = np.empty_like(reach)
+    previous_reach[1:] = reach[:-1]
+    starts_run = first | (low > previous_reach + max_gap_s)
+    run = np.cumsum(starts_run)
+    run_of = np.empty_like(run)
+    run_of[order] = run
+    reachable: BoolArray = run_of[:count] == run_of[count:][owner]
+    return reachable

@@ -134,6 +134,7 @@ class EventConsumer:
             self._refresh_lag(consumer)
             if not polled:
                 self._probe_recovery(consumer)
+                self._recompute_pending()
                 continue
             started = time.perf_counter()
             self._fill(consumer, polled)
@@ -175,6 +176,14 @@ class EventConsumer:
             self._healthy()
             backoff.reset()
             metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+            self._recompute_pending()
+
+    def _recompute_pending(self) -> None:
+        """Do one chunk of a zone-wide recomputation between batches: readings keep flowing."""
+        try:
+            self.processor.recompute_pending()
+        except Exception as error:  # noqa: BLE001 - the chunk stays recorded and is tried again
+            logger.warning("pending recomputation postponed: %s", str(error).splitlines()[0])
 
     def _fill(self, consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:
         """Add the records the client has already fetched until the batch holds `kafka_batch_max_bytes`.

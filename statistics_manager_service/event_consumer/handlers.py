@@ -24,9 +24,11 @@ from statistics_manager_service.event_consumer.envelope import PoisonMessage
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.models import events as schemas
 from statistics_manager_service.recompute import Recomputed, StatisticsUpdater
+from statistics_manager_service.recompute.zones import covered_windows, recompute_zone_chunk
 from statistics_manager_service.storage import households as household_store
 from statistics_manager_service.storage.contracts import NewContractVersion
 from statistics_manager_service.storage.curves import upsert_curve
+from statistics_manager_service.storage.pending import add_pending, claim_pending
 from statistics_manager_service.storage.signals import upsert_intensity, upsert_prices
 from statistics_manager_service.storage.tables import Household
 from statistics_manager_service.storage.windows import rows_of
@@ -172,7 +174,25 @@ def handle_erase(session: Session, payload: dict[str, Any], services: Services, 
 # ---- grid signals -----------------------------------------------------------------------
 
 
-def _signal_rows(data: dict[str, Any], kind_key: str) -> tuple[list[dict[str, Any]], int, int]:
+def _signal_rows(
+    data: dict[str, Any], kind_key: str, settings: Settings
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """The rows to store and the windows they cover; raise PoisonMessage for a value outside
+    [now - SIGNAL_MAX_AGE_DAYS, now + SIGNAL_MAX_FUTURE_DAYS]."""
+    now = dt.datetime.now(dt.UTC)
+    oldest = now - dt.timedelta(days=settings.signal_max_age_days)
+    latest = now + dt.timedelta(days=settings.signal_max_future_days)
+    for item in data["values"]:
+        if item["timestamp"] < oldest:
+            raise PoisonMessage(
+                f"value at {item['timestamp'].isoformat()} is older than SIGNAL_MAX_AGE_DAYS "
+                f"({settings.signal_max_age_days} days)"
+            )
+        if item["timestamp"] > latest:
+            raise PoisonMessage(
+                f"value at {item['timestamp'].isoformat()} is more than SIGNAL_MAX_FUTURE_DAYS "
+                f"({settings.signal_max_future_days} days) ahead"
+            )
     resolution_s = int(data["resolution_minutes"]) * 60
     rows = [
         {
@@ -186,29 +206,36 @@ def _signal_rows(data: dict[str, Any], kind_key: str) -> tuple[list[dict[str, An
     ]
     # A later value in the same event for the same interval wins.
     unique = list({row["ts"]: row for row in rows}.values())
-    start = min(row["ts"] for row in unique)
-    end = max(row["ts"] for row in unique) + resolution_s
-    return unique, start, end
+    return unique, covered_windows([row["ts"] for row in unique], resolution_s)
 
 
 def _recompute_zone(
     session: Session,
     services: Services,
     zone: str,
-    start_s: int,
-    end_s: int,
+    windows: list[tuple[int, int]],
     cause: str,
     tariff_type: str | None = None,
 ) -> None:
+    """Recompute the first chunk of the zone's households over the first window now; record the
+    rest for the workers (`recompute_pending`), so no transaction touches more than
+    RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION households."""
     services.updater.lock_zone(session, zone)  # before listing: no concurrent household is missed
-    user_ids = household_store.households_in_zone(session, zone, tariff_type)
-    if not user_ids:
-        return
-    windows = pd.DataFrame(
-        {"user_id": user_ids, "start_s": start_s // BUCKET_SECONDS * BUCKET_SECONDS, "end_s": end_s}
+    recomputed, after = recompute_zone_chunk(
+        session,
+        services.updater,
+        zone,
+        tariff_type,
+        windows[0],
+        cause,
+        "",
+        services.settings.recompute_households_per_transaction,
     )
-    recomputed = services.updater.recompute_windows(session, windows, cause=cause)
     announce_updates(session, recomputed, cause)
+    if after is not None:
+        add_pending(session, zone, tariff_type or "", windows[:1], cause, after)
+    if len(windows) > 1:
+        add_pending(session, zone, tariff_type or "", windows[1:], cause, "")
 
 
 def handle_carbon_intensity(
@@ -216,9 +243,9 @@ def handle_carbon_intensity(
 ) -> None:
     """Store an intensity series and recompute the CO2 of the zone's households over it."""
     data = load_payload(schemas.CarbonIntensitySchema(), payload)
-    rows, start, end = _signal_rows(data, "kind")
+    rows, windows = _signal_rows(data, "kind", services.settings)
     upsert_intensity(session, rows)
-    _recompute_zone(session, services, data["zone"].upper(), start, end, "intensity")
+    _recompute_zone(session, services, data["zone"].upper(), windows, "intensity")
 
 
 def handle_energy_prices(
@@ -226,9 +253,32 @@ def handle_energy_prices(
 ) -> None:
     """Store a price series and recompute the cost of the zone's dynamic-tariff households."""
     data = load_payload(schemas.EnergyPricesSchema(), payload)
-    rows, start, end = _signal_rows(data, "direction")
+    rows, windows = _signal_rows(data, "direction", services.settings)
     upsert_prices(session, rows)
-    _recompute_zone(session, services, data["zone"].upper(), start, end, "prices", tariff_type="dynamic")
+    _recompute_zone(session, services, data["zone"].upper(), windows, "prices", tariff_type="dynamic")
+
+
+def recompute_pending(session: Session, services: Services) -> bool:
+    """Do one chunk of a recorded zone-wide recomputation; tell whether there was one."""
+    pending = claim_pending(session)
+    if pending is None:
+        return False
+    recomputed, after = recompute_zone_chunk(
+        session,
+        services.updater,
+        pending.zone,
+        pending.scope or None,
+        (pending.start_s, pending.end_s),
+        pending.cause,
+        pending.after_user_id,
+        services.settings.recompute_households_per_transaction,
+    )
+    announce_updates(session, recomputed, pending.cause)
+    if after is None:
+        session.delete(pending)
+    else:
+        pending.after_user_id = after
+    return True
 
 
 # ---- the service's own events -----------------------------------------------------------

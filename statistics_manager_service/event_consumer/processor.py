@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
+from statistics_manager_service.event_consumer.bounds import EVENT_COLUMN, refused_messages
 from statistics_manager_service.event_consumer.days import announce_closed_days
 from statistics_manager_service.event_consumer.envelope import Envelope, PoisonMessage, parse_envelope
 from statistics_manager_service.event_consumer.handlers import (
@@ -31,6 +32,7 @@ from statistics_manager_service.event_consumer.handlers import (
     announce_updates,
     handle_own_announcement,
     load_payload,
+    recompute_pending,
 )
 from statistics_manager_service.event_consumer.message_context import handling_message
 from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
@@ -56,7 +58,13 @@ TRANSIENT_ERRORS = (
 
 # The error classes of dead letters the processor decides itself (an unexpected failure of a
 # message is dead-lettered under its exception's class name).
-DEAD_LETTER_REASONS = ("PoisonMessage", "UnknownEventType", "UnknownDevice", "ErasedUser")
+DEAD_LETTER_REASONS = (
+    "PoisonMessage",
+    "UnknownEventType",
+    "UnknownDevice",
+    "ErasedUser",
+    "ReadingOutOfBounds",
+)
 
 
 class TransientFailure(Exception):
@@ -132,6 +140,15 @@ class BatchProcessor:
         try:
             with session_scope(self.session_factory) as session:
                 return self._apply(session, messages)
+        except TRANSIENT_ERRORS as error:
+            raise TransientFailure(str(error).splitlines()[0]) from error
+
+    def recompute_pending(self) -> bool:
+        """Do one chunk of a recorded zone-wide recomputation in a transaction of its own; tell
+        whether there was one."""
+        try:
+            with session_scope(self.session_factory) as session:
+                return recompute_pending(session, self.services)
         except TRANSIENT_ERRORS as error:
             raise TransientFailure(str(error).splitlines()[0]) from error
 
@@ -285,6 +302,17 @@ class BatchProcessor:
         if not accepted:
             return dead
         frame = _readings_frame(items, accepted, columns)
+        refused = refused_messages(session, frame, self.services.settings, time.time())
+        if refused:
+            dead += [
+                DeadLetter(items[event].message, "ReadingOutOfBounds", why) for event, why in refused.items()
+            ]
+            refused_ids = {id(items[event]) for event in refused}
+            accepted = [entry for entry in accepted if id(entry[0]) not in refused_ids]
+            if not accepted:
+                return dead
+            frame = frame[~frame[EVENT_COLUMN].isin(list(refused))]
+        frame = frame.drop(columns=EVENT_COLUMN).reset_index(drop=True)
         household_store.ensure_households(session, frame["user_id"].unique().tolist())
         recomputed = self.services.updater.apply_readings(session, frame)
         announce_updates(session, recomputed, "readings")
@@ -315,7 +343,8 @@ def _readings_frame(
     """Flatten the accepted events of a run into one frame of readings.
 
     Events checked at once have their readings in `columns` (by position in `items`); events
-    the schema validated carry theirs in `data["readings"]`.
+    the schema validated carry theirs in `data["readings"]`. EVENT_COLUMN holds each reading's
+    event, by position in `items`.
     """
     position = {id(item): index for index, item in enumerate(items)}
     owner_of = np.full(len(items), None, dtype=object)
@@ -331,6 +360,7 @@ def _readings_frame(
                 data["source"],
                 int(reading["timestamp"].timestamp()),
                 *(reading.get(name) for name in READING_COLUMNS[3:]),
+                position[id(item)],
             )
             for reading in data["readings"]
         ]
@@ -341,11 +371,17 @@ def _readings_frame(
         values = {name: columns.numbers[name][chosen] for name in READING_COLUMNS[3:]}
         frames.append(
             pd.DataFrame(
-                {"user_id": owner_of[events], "source": source_of[events], "ts": columns.ts[chosen], **values}
+                {
+                    "user_id": owner_of[events],
+                    "source": source_of[events],
+                    "ts": columns.ts[chosen],
+                    **values,
+                    EVENT_COLUMN: events,
+                }
             )
         )
     if rows:
-        frames.append(pd.DataFrame(rows, columns=READING_COLUMNS))
+        frames.append(pd.DataFrame(rows, columns=[*READING_COLUMNS, EVENT_COLUMN]))
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame["ts"] = frame["ts"].astype("int64")
     for column in READING_COLUMNS[3:]:

@@ -163,6 +163,16 @@ def households_in_zone(session: Session, zone: str, tariff_type: str | None = No
     return sorted(user_id for (user_id,) in rows)
 
 
+def reading_history(session: Session, user_ids: Collection[str]) -> pd.DataFrame:
+    """Return the first and last reading time of households with readings (user_id, first_s, last_s)."""
+    statement = sa.select(Household.user_id, Household.first_reading_ts, Household.last_reading_ts).where(
+        Household.user_id.in_(sorted(set(user_ids))),
+        Household.first_reading_ts.is_not(None),
+        Household.last_reading_ts.is_not(None),
+    )
+    return pd.DataFrame(session.execute(statement).all(), columns=["user_id", "first_s", "last_s"])
+
+
 def newest_reading_ts(session: Session) -> int | None:
     """Return the epoch seconds of the newest reading any household's statistics include, or None."""
     newest: int | None = session.execute(sa.select(sa.func.max(Household.last_reading_ts))).scalar_one()

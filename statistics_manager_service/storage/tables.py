@@ -230,3 +230,18 @@ class ServiceState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PendingRecompute(Base):
+    """The rest of a zone-wide recomputation after a grid signal: the zone's households (of a
+    tariff type, or all with `scope` "") after `after_user_id`, over [start_s, end_s)."""
+
+    __tablename__ = "pending_recomputes"
+
+    zone: Mapped[str] = mapped_column(String(8), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    cause: Mapped[str] = mapped_column(String(16))
+    after_user_id: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -51,6 +51,11 @@ def test_server_database_requires_a_signing_key() -> None:
         ("KAFKA_BATCH_MAX_BYTES", "lots", "KAFKA_BATCH_MAX_BYTES must be an integer"),
         ("PROCESSED_EVENTS_RETENTION_DAYS", "3", "PROCESSED_EVENTS_RETENTION_DAYS must be between 7 and"),
         ("OUTBOX_RETENTION_HOURS", "0", "OUTBOX_RETENTION_HOURS must be between 1 and"),
+        ("READING_MAX_AGE_DAYS", "0", "READING_MAX_AGE_DAYS must be between 1 and"),
+        ("READING_MAX_GAP_DAYS", "days", "READING_MAX_GAP_DAYS must be an integer"),
+        ("SIGNAL_MAX_AGE_DAYS", "0", "SIGNAL_MAX_AGE_DAYS must be between 1 and"),
+        ("SIGNAL_MAX_FUTURE_DAYS", "-1", "SIGNAL_MAX_FUTURE_DAYS must be between 0 and"),
+        ("RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION", "0", "RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION must be between"),
         ("ANONYMOUS_INTERNAL_NETWORKS", "10.0.0.1/8", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
         ("ANONYMOUS_INTERNAL_NETWORKS", "intranet", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
     ],
@@ -58,6 +63,11 @@ def test_server_database_requires_a_signing_key() -> None:
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({name: value}, dotenv_path=None)
+
+
+def test_a_gap_longer_than_the_readings_kept_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"READING_MAX_GAP_DAYS \(200\) must not exceed"):
+        Settings.from_env({"READING_MAX_AGE_DAYS": "100", "READING_MAX_GAP_DAYS": "200"}, dotenv_path=None)
 
 
 def test_dotenv_fills_what_the_environment_does_not_set(tmp_path: Path) -> None:
