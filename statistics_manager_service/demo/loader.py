@@ -111,6 +111,7 @@ class _Planned:
     key: str
     payload: Callable[[], dict[str, Any]]
     group: str  # events of one group go in the same batches, groups in order
+    day: int | None = None  # the index of the local day a readings-group event belongs to
 
 
 def plan_span(days: int, now: dt.datetime, first_day: dt.date | None = None) -> Span:
@@ -283,6 +284,7 @@ def plan_events(span: Span, generated: _Generated) -> list[_Planned]:
                         household.user_id,
                         functools.partial(dict, payload),
                         "readings",
+                        day,
                     )
                 )
             planned.append(
@@ -293,6 +295,7 @@ def plan_events(span: Span, generated: _Generated) -> list[_Planned]:
                     household.dongle_api_key or household.user_id,
                     functools.partial(_readings_payload, generated, household, day),
                     "readings",
+                    day,
                 )
             )
     return planned
@@ -368,6 +371,18 @@ def _batches(planned: Sequence[_Planned]) -> Iterator[list[_Planned]]:
         items = list(group)
         for start in range(0, len(items), EVENTS_PER_BATCH):
             yield items[start : start + EVENTS_PER_BATCH]
+
+
+def _log_progress(span: Span, last: _Planned, sent: int, dead: int, total: int) -> None:
+    """Log how far a load has come after a batch: the group and, for readings, the day it reached."""
+    if last.day is not None:
+        what = f"readings of {len(HOUSEHOLDS)} households through {span.label(last.day)}"
+        what += f" (day {last.day + 1} of {span.days})"
+    elif last.group == "accounts":
+        what = f"accounts of {len(HOUSEHOLDS)} households"
+    else:
+        what = f"grid signals of {span.days} days"
+    logger.info("demo: %s: %d of %d events sent, %d refused", what, sent, total, dead)
 
 
 def _remember_readings(
@@ -475,4 +490,5 @@ def load_demo_data(
         _remember_readings(context, batch, messages, letters)
         sent += len(messages)
         dead += len(letters)
+        _log_progress(span, batch[-1], sent, dead, len(missing))
     return DemoLoad(span, len(planned), sent, dead, time.monotonic() - started, plan.model)
