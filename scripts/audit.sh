@@ -17,14 +17,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   echo "$digest" > "$stamp"
 fi
 if [ "$#" -eq 0 ]; then
-  set -- $(ls locks | sed -n 's/\.txt$//p')
+  for path in locks/*.txt; do
+    kind=${path#locks/}
+    set -- "$@" "${kind%.txt}"
+  done
 fi
+read -r -a options <<< "${PIP_AUDIT_OPTIONS:-}"
 failed=()
 for kind in "$@"; do
   step "pip-audit locks/$kind.txt"
   # --disable-pip: the lock is complete and hashed, nothing needs resolving or installing.
   if ! .venv-audit/bin/pip-audit --strict --disable-pip --progress-spinner off --desc on \
-    ${PIP_AUDIT_OPTIONS:-} -r "locks/$kind.txt"; then
+    "${options[@]}" -r "locks/$kind.txt"; then
     failed+=("$kind")
   fi
 done
