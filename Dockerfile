@@ -9,7 +9,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
-# Stage 1: install the pinned runtime dependencies and the package into a virtualenv.
+# Stage 1: install the locked runtime dependencies and the package into a virtualenv.
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
@@ -22,16 +22,19 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, so code changes do not invalidate this (slow) layer.
-COPY requirements.txt service-specific-requirements.txt ./
-RUN pip install -r requirements.txt
+# Dependencies first, so code changes do not invalidate this (slow) layer: the hashed locks made by
+# scripts/lock.sh, pip and setuptools first, then every runtime package, each file checked.
+COPY locks/build.txt locks/runtime.txt ./locks/
+RUN pip install --require-hashes -r locks/build.txt \
+    && pip install --require-hashes -r locks/runtime.txt
 
-# The package itself, without re-resolving dependencies (they are pinned above). Tests are not
-# part of the image (see .dockerignore).
-COPY setup.py pyproject.toml README.md LICENSE demo-requirements.txt ./
+# The package itself, without re-resolving dependencies (they are locked above) and built with the
+# locked setuptools. Tests are not part of the image (see .dockerignore).
+COPY setup.py pyproject.toml README.md LICENSE requirements.txt service-specific-requirements.txt \
+     demo-requirements.txt ./
 COPY statistics_manager_service ./statistics_manager_service
 # Smoke test of the installed package (not the source tree): the migrations it ships apply.
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && python -m compileall -q /opt/venv/lib \
     && cd /tmp \
     && DATABASE_URL=sqlite:////tmp/smoke.db statistics-manager db upgrade \

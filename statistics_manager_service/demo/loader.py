@@ -297,6 +297,7 @@ def plan_events(
                         household.user_id,
                         functools.partial(dict, payload),
                         "readings",
+                        day,
                     )
                 )
             planned.append(
@@ -405,6 +406,20 @@ def _batches(planned: Sequence[_Planned]) -> Iterator[list[_Planned]]:
         items = list(group)
         for start in range(0, len(items), EVENTS_PER_BATCH):
             yield items[start : start + EVENTS_PER_BATCH]
+
+
+def _log_progress(span: Span, last: _Planned, sent: int, dead: int, total: int) -> None:
+    """Log how far a load has come after a batch: the group and, for readings, the day it reached."""
+    if last.day is not None:
+        what = f"readings of {len(HOUSEHOLDS)} households through {span.label(last.day)}"
+        what += f" (day {last.day + 1} of {span.days})"
+    elif last.group == "accounts":
+        what = f"accounts of {len(HOUSEHOLDS)} households"
+    elif last.group == "forecasts":
+        what = f"baseline forecasts of {len(HOUSEHOLDS)} households"
+    else:
+        what = f"grid signals of {span.days} days"
+    logger.info("demo: %s: %d of %d events sent, %d refused", what, sent, total, dead)
 
 
 def _remember_readings(
@@ -532,6 +547,7 @@ def load_demo_data(
         _remember_readings(context, batch, messages, letters)
         sent += len(messages)
         dead += len(letters)
+        _log_progress(span, batch[-1], sent, dead, len(missing))
     return DemoLoad(
         span, len(planned), sent, dead, time.monotonic() - started, plan.model, days_skipped=skipped
     )

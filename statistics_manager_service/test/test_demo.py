@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 
 import jwt
 import numpy as np
@@ -69,6 +70,19 @@ def test_demo_loads_every_household_through_the_handlers_once(
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "an event was refused"
     assert any("Service token" in r.getMessage() for r in caplog.records)
+    progress = [r.getMessage() for r in caplog.records if " events sent, " in r.getMessage()]
+    assert progress[0].startswith(f"demo: accounts of {len(HOUSEHOLDS)} households: ")
+    readings = [
+        line
+        for line in progress
+        if line.startswith(f"demo: readings of {len(HOUSEHOLDS)} households through ")
+    ]
+    assert readings and f"(day {DAYS} of {DAYS}): " in readings[-1]
+    assert progress[-1].startswith(f"demo: baseline forecasts of {len(HOUSEHOLDS)} households: ")
+    counts = [tuple(map(int, re.findall(r"(\d+) of (\d+) events sent", line)[0])) for line in progress]
+    sent = [done for done, _ in counts]
+    assert sent == sorted(sent) and len(set(sent)) == len(sent), progress
+    assert counts[-1][0] == counts[-1][1] > DAYS * len(HOUSEHOLDS), progress[-1]
 
     printed = capsys.readouterr().out
     for user_id in USER_IDS:

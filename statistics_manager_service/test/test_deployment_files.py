@@ -237,8 +237,9 @@ def test_dockerfile_is_multi_stage_on_slim_python_311() -> None:
 
 def test_dockerfile_installs_only_runtime_dependencies() -> None:
     runs = " ".join(rest for word, rest in _dockerfile_instructions() if word == "RUN")
-    assert re.search(r"pip install (\S+ )*-r requirements\.txt", runs)
-    assert re.search(r"pip install --no-deps \.(\s|$)", runs)
+    assert re.search(r"pip install --require-hashes (\S+ )*-r locks/build\.txt", runs)
+    assert re.search(r"pip install --require-hashes (\S+ )*-r locks/runtime\.txt", runs)
+    assert re.search(r"pip install --no-deps --no-build-isolation \.(\s|$)", runs)
     assert "test-requirements" not in DOCKERFILE.read_text(encoding="utf-8")
 
 
