@@ -76,6 +76,10 @@ DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic, by original topic and error class.",
     ["topic", "error"],
 )
+DEAD_LETTERS_TRUNCATED = Counter(
+    "statistics_dead_letters_truncated_total",
+    "Dead letters sent truncated (coordinates, reason, size, an excerpt): too large to send whole.",
+)
 BATCH_DURATION = Histogram(
     "statistics_batch_processing_seconds",
     "Time to handle one polled batch, from poll to committed offsets.",

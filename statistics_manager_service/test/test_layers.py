@@ -26,6 +26,7 @@ ABOVE: dict[str, set[str]] = {
     "event_producers": WIRING - {"tariff_loading", "context"} | {"event_consumer", "query"},
     "background": {"event_consumer", "event_producers", "app", "context"},
     "backoff": {"event_consumer", "event_producers", "app", "context"},
+    "produce_errors": {"event_consumer", "event_producers", "app", "context"},
 }
 
 
