@@ -116,6 +116,16 @@ OUTBOX_PENDING = Gauge(
     "Outbox events not yet published.",
     multiprocess_mode="livemax",
 )
+OUTBOX_FAILED = Counter(
+    "statistics_outbox_failed_total",
+    "Outbox events kept as failed after their publication attempts, by event type.",
+    ["event_type"],
+)
+OUTBOX_FAILED_KEPT = Gauge(
+    "statistics_outbox_failed_events",
+    "Outbox events kept as failed, waiting for an operator to retry them.",
+    multiprocess_mode="livemax",
+)
 ROWS_PRUNED = Counter(
     "statistics_rows_pruned_total",
     "Rows deleted by housekeeping once past their retention, by table (processed_events, events).",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
@@ -15,7 +15,12 @@ from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
-from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
+from statistics_manager_service.event_consumer.processor import (
+    BatchProcessor,
+    DeadLetter,
+    Message,
+    TransientFailure,
+)
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import OutboxRelay, Publisher, kafka_publisher
 from statistics_manager_service.storage.tables import OutboxEvent
@@ -34,9 +39,13 @@ def build_processor(context: ServiceContext) -> BatchProcessor:
 
 
 def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publisher:
-    """Hand outbox rows straight to the processor, as if they had come back from the broker."""
+    """Hand outbox rows straight to the processor, as if they had come back from the broker.
 
-    def publish(events: Sequence[OutboxEvent]) -> None:
+    What the consumer would dead-letter is reported as not published, with its reason; an
+    outage (TransientFailure) raises.
+    """
+
+    def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
         messages = [
             Message(
                 f"{topic_prefix}{event.aggregatetype}",
@@ -47,8 +56,15 @@ def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publis
             )
             for event in events
         ]
-        for dead in processor.process(messages):
-            logger.warning("in-process event %s failed: %s", dead.message.offset, dead.reason)
+        try:
+            dead = processor.process(messages)
+        except TransientFailure:
+            raise
+        except Exception as error:
+            if len(messages) != 1:
+                raise  # the processor isolates failures and raises only for a batch of one
+            dead = [DeadLetter(messages[0], type(error).__name__, str(error)[:1000] or type(error).__name__)]
+        return {letter.message.offset: f"{letter.error_class}: {letter.reason}" for letter in dead}
 
     return publish
 
@@ -88,7 +104,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         return
     producer_holder: dict[str, KafkaProducer] = {}
 
-    def publish(events: Sequence[OutboxEvent]) -> None:
+    def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
         if "producer" not in producer_holder:
             producer_holder["producer"] = KafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -96,8 +112,9 @@ def start_workers(context: ServiceContext, background: Background) -> None:
                 retries=5,
                 linger_ms=5,
                 reconnect_backoff_max_ms=2000,
+                max_request_size=settings.kafka_max_request_size,
             )
-        kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
+        return kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
 
     relay = OutboxRelay(context.session_factory, publish)
     context.relay = relay

@@ -12,7 +12,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from statistics_manager_service.storage.tables import OutboxEvent
+from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
 
 STATISTICS_AGGREGATE = "statistics"
 
@@ -54,7 +54,12 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
 
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
     """Return the oldest unsent events, locked against other relays (skipped if already locked)."""
-    statement = sa.select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit)
+    statement = (
+        sa.select(OutboxEvent)
+        .where(OutboxEvent.status == OUTBOX_PENDING)
+        .order_by(OutboxEvent.seq)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
@@ -69,6 +74,21 @@ def delete_published(session: Session, events: list[OutboxEvent]) -> None:
     )
     for event in events:
         session.expunge(event)
+
+
+def record_failures(
+    session: Session, failures: Sequence[tuple[OutboxEvent, str]], max_attempts: int
+) -> list[OutboxEvent]:
+    """Count a failed attempt of each event, with its reason; return those now `failed` for good."""
+    spent = []
+    for event, reason in failures:
+        event.attempts = (event.attempts or 0) + 1
+        event.failed_reason = reason[:2000]
+        if event.attempts >= max_attempts:
+            event.status = OUTBOX_FAILED
+            spent.append(event)
+    session.flush()
+    return spent
 
 
 def delete_created_before(session: Session, created_before_ms: int, limit: int) -> int:
@@ -91,9 +111,12 @@ def delete_created_before(session: Session, created_before_ms: int, limit: int) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_pending(session: Session) -> int:
-    """Count the events not yet published."""
-    return int(session.execute(sa.select(sa.func.count()).select_from(OutboxEvent)).scalar_one())
+def count_by_status(session: Session) -> dict[str, int]:
+    """Count the events not yet published, pending and failed."""
+    rows = session.execute(sa.select(OutboxEvent.status, sa.func.count()).group_by(OutboxEvent.status))
+    counts = {OUTBOX_PENDING: 0, OUTBOX_FAILED: 0}
+    counts.update({str(status): int(count) for status, count in rows})
+    return counts
 
 
 def debezium_envelope(event: OutboxEvent) -> bytes:

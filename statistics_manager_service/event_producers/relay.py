@@ -3,36 +3,49 @@
 With a broker, rows go to `<prefix><aggregatetype>` in the Debezium outbox envelope. Without one
 (the embedded default), rows are handed to the consumer's own processor in-process, so the
 producer endpoints work there too.
+
+An event that cannot be published (the processor refuses it, or the broker can never take it)
+is the consumer's dead letter here: the others of its batch go on, it stays in the outbox with
+its reason and is tried again with later batches, and after MAX_PUBLISH_ATTEMPTS it is kept as
+`failed` (counted, never deleted) until an operator sets it back to `pending`. An outage raises
+instead: nothing is deleted and the batch is tried again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
 from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_producers.outbox import (
-    count_pending,
+    count_by_status,
     debezium_envelope,
     delete_published,
     pending_events,
+    record_failures,
 )
+from statistics_manager_service.produce_errors import is_permanent_produce_error
 from statistics_manager_service.storage.engine import session_scope
-from statistics_manager_service.storage.tables import OutboxEvent
+from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 IDLE_WAIT_S = 0.5
+# Attempts (in separate batches) before an event is kept as failed: a lost race gets its retry.
+MAX_PUBLISH_ATTEMPTS = 3
 
-Publisher = Callable[[Sequence[OutboxEvent]], None]
+# Publishes events and returns, by `seq`, the reason of each one it could not publish; raises on
+# an outage.
+Publisher = Callable[[Sequence[OutboxEvent]], Mapping[int, str]]
 
 
 class OutboxRelay:
@@ -44,18 +57,37 @@ class OutboxRelay:
         self.wakeup = threading.Event()
 
     def relay_once(self) -> int:
-        """Publish one batch of pending rows; return how many were sent."""
+        """Publish one batch of pending rows; return how many were handled (published or failed)."""
         with session_scope(self.session_factory) as session:
             events = pending_events(session, BATCH_SIZE)
             if not events:
-                metrics.OUTBOX_PENDING.set(0)
+                self._count(session)
                 return 0
-            self.publish(events)
-            delete_published(session, events)
-            for event in events:
+            failures = self.publish(events)
+            published = [event for event in events if event.seq not in failures]
+            failed = [(event, failures[event.seq]) for event in events if event.seq in failures]
+            delete_published(session, published)
+            for event in published:
                 metrics.OUTBOX_PUBLISHED.labels(event.type).inc()
-            metrics.OUTBOX_PENDING.set(count_pending(session))
+            for event, reason in failed:
+                logger.warning("outbox event %s (%s) not published: %s", event.id, event.type, reason)
+            for event in record_failures(session, failed, MAX_PUBLISH_ATTEMPTS):
+                logger.error(
+                    "outbox event %s (%s) kept as failed after %d attempts: %s",
+                    event.id,
+                    event.type,
+                    event.attempts,
+                    event.failed_reason,
+                )
+                metrics.OUTBOX_FAILED.labels(event.type).inc()
+            self._count(session)
             return len(events)
+
+    @staticmethod
+    def _count(session: Session) -> None:
+        counts = count_by_status(session)
+        metrics.OUTBOX_PENDING.set(counts[OUTBOX_PENDING])
+        metrics.OUTBOX_FAILED_KEPT.set(counts[OUTBOX_FAILED])
 
     def run(self, stop: threading.Event) -> None:
         """Relay until stopped; back off while the broker or database is unavailable."""
@@ -78,20 +110,37 @@ class OutboxRelay:
 
 
 def kafka_publisher(producer: KafkaProducer, topic_prefix: str) -> Publisher:
-    """Publish rows to Kafka and wait for every acknowledgement."""
+    """Publish rows to Kafka and wait for every acknowledgement.
 
-    def publish(events: Sequence[OutboxEvent]) -> None:
-        futures = [
-            producer.send(
-                f"{topic_prefix}{event.aggregatetype}",
-                key=event.aggregateid.encode(),
-                value=debezium_envelope(event),
-                headers=[("id", event.id.encode()), ("eventType", event.type.encode())],
-            )
-            for event in events
-        ]
+    A row the broker can never take (too large, invalid) is reported as failed; any other
+    produce error is an outage and raises.
+    """
+
+    def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
+        failures: dict[int, str] = {}
+        futures: list[tuple[OutboxEvent, FutureRecordMetadata]] = []
+        for event in events:
+            try:
+                future = producer.send(
+                    f"{topic_prefix}{event.aggregatetype}",
+                    key=event.aggregateid.encode(),
+                    value=debezium_envelope(event),
+                    headers=[("id", event.id.encode()), ("eventType", event.type.encode())],
+                )
+            except KafkaError as error:
+                if not is_permanent_produce_error(error):
+                    raise
+                failures[event.seq] = f"{type(error).__name__}: {error}"
+                continue
+            futures.append((event, future))
         producer.flush(timeout=30)
-        for future in futures:
-            future.get(timeout=30)
+        for event, future in futures:
+            try:
+                future.get(timeout=30)
+            except KafkaError as error:
+                if not is_permanent_produce_error(error):
+                    raise
+                failures[event.seq] = f"{type(error).__name__}: {error}"
+        return failures
 
     return publish
