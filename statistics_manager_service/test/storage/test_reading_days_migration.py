@@ -69,7 +69,12 @@ def _previous_revision_copy(built: ServiceContext, url: str) -> None:
             # Contract versions came later: the upgrade derives them from the households.
             if table.name in (ReadingDay.__tablename__, ContractVersion.__tablename__):
                 continue
-            rows = [dict(row) for row in source.execute(sa.select(table)).mappings()]
+            # Columns added by later revisions (the outbox's failure record) are not there yet.
+            previous_columns = {column["name"] for column in sa.inspect(target).get_columns(table.name)}
+            rows = [
+                {name: value for name, value in row.items() if name in previous_columns}
+                for row in source.execute(sa.select(table)).mappings()
+            ]
             if rows:
                 target.execute(table.insert(), rows)
         days = pd.DataFrame(source.execute(sa.select(ReadingDay.__table__)).all(), columns=DAY_COLUMNS)
