@@ -80,6 +80,10 @@ DEAD_LETTERS_TRUNCATED = Counter(
     "statistics_dead_letters_truncated_total",
     "Dead letters sent truncated (coordinates, reason, size, an excerpt): too large to send whole.",
 )
+DEVICE_MOVES = Counter(
+    "statistics_device_moves_total",
+    "Device ids (dongle API keys, meter ids) that account events moved from one household to another.",
+)
 BATCH_DURATION = Histogram(
     "statistics_batch_processing_seconds",
     "Time to handle one polled batch, from poll to committed offsets.",
