@@ -52,6 +52,23 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
     return ids
 
 
+# The PostgreSQL advisory lock a relay holds while it publishes ("relay" in ASCII).
+RELAY_LOCK_KEY = 0x72656C6179
+
+
+def lock_relay(session: Session) -> bool:
+    """Take the relay lock for the caller's transaction; False when another relay holds it.
+
+    One relay publishes at a time, so that two workers never publish one household's events
+    out of order (each taking a batch and racing the other to the broker). SQLite has a single
+    writer and a single relay: there is nothing to lock.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    statement = sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
+    return bool(session.execute(statement).scalar_one())
+
+
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
     """Return the oldest unsent events, locked against other relays (skipped if already locked)."""
     statement = (

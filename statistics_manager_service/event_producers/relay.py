@@ -29,6 +29,7 @@ from statistics_manager_service.event_producers.outbox import (
     count_by_status,
     debezium_envelope,
     delete_published,
+    lock_relay,
     pending_events,
     record_failures,
 )
@@ -51,15 +52,20 @@ Publisher = Callable[[Sequence[OutboxEvent]], Mapping[int, str]]
 class OutboxRelay:
     """Move outbox rows to their destination, at least once and in order."""
 
-    def __init__(self, session_factory: sessionmaker[Session], publish: Publisher) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], publish: Publisher, batch_size: int = BATCH_SIZE
+    ) -> None:
         self.session_factory = session_factory
         self.publish = publish
+        self.batch_size = batch_size
         self.wakeup = threading.Event()
 
     def relay_once(self) -> int:
         """Publish one batch of pending rows; return how many were handled (published or failed)."""
         with session_scope(self.session_factory) as session:
-            events = pending_events(session, BATCH_SIZE)
+            if not lock_relay(session):
+                return 0  # another relay is publishing; the lock ends with its transaction
+            events = pending_events(session, self.batch_size)
             if not events:
                 self._count(session)
                 return 0
@@ -104,7 +110,7 @@ class OutboxRelay:
                 backoff.wait()
                 continue
             backoff.reset()
-            if sent < BATCH_SIZE:
+            if sent < self.batch_size:
                 self.wakeup.wait(IDLE_WAIT_S)
                 self.wakeup.clear()
 
