@@ -18,6 +18,8 @@ LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 # Kafka redelivers within minutes to hours (a rebalance, a restart, a replayed partition); a week
 # is the shortest memory of processed event ids that still outlasts any of those.
 MINIMUM_PROCESSED_EVENTS_RETENTION_DAYS = 7
+# Room for a truncated dead letter: its excerpt of the original value plus its headers.
+MINIMUM_KAFKA_MAX_REQUEST_SIZE = 16 * 1024
 
 
 class ConfigurationError(ValueError):
@@ -97,6 +99,9 @@ class Settings:
     kafka_max_poll_records: int = 500
     kafka_batch_max_bytes: int = 8 * 1024 * 1024
     kafka_max_poll_interval_ms: int = 300_000
+    # The largest record the producers send (Kafka's `max.request.size`); keep it at most the
+    # broker's `message.max.bytes` (1 MiB by default): a larger dead letter is sent truncated.
+    kafka_max_request_size: int = 1024 * 1024
     # No default: `from_env` generates one per data directory for the embedded SQLite database.
     jwt_sign_key: str = ""
     jwt_sign_algorithm: str = "HS512"
@@ -223,6 +228,12 @@ class Settings:
                 text("KAFKA_MAX_POLL_INTERVAL_MS", "300000") or "",
                 1000,
                 3_600_000,
+            ),
+            kafka_max_request_size=_parse_int(
+                "KAFKA_MAX_REQUEST_SIZE",
+                text("KAFKA_MAX_REQUEST_SIZE", str(defaults.kafka_max_request_size)) or "",
+                MINIMUM_KAFKA_MAX_REQUEST_SIZE,
+                256 * 1024 * 1024,
             ),
             jwt_sign_key=text("JWT_SIGN_KEY", "") or "",
             jwt_sign_algorithm=(text("JWT_SIGN_ALGORITHM", defaults.jwt_sign_algorithm) or "").upper(),

@@ -76,6 +76,14 @@ DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic, by original topic and error class.",
     ["topic", "error"],
 )
+DEAD_LETTERS_TRUNCATED = Counter(
+    "statistics_dead_letters_truncated_total",
+    "Dead letters sent truncated (coordinates, reason, size, an excerpt): too large to send whole.",
+)
+DEVICE_MOVES = Counter(
+    "statistics_device_moves_total",
+    "Device ids (dongle API keys, meter ids) that account events moved from one household to another.",
+)
 BATCH_DURATION = Histogram(
     "statistics_batch_processing_seconds",
     "Time to handle one polled batch, from poll to committed offsets.",
@@ -110,6 +118,16 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_PENDING = Gauge(
     "statistics_outbox_pending",
     "Outbox events not yet published.",
+    multiprocess_mode="livemax",
+)
+OUTBOX_FAILED = Counter(
+    "statistics_outbox_failed_total",
+    "Outbox events kept as failed after their publication attempts, by event type.",
+    ["event_type"],
+)
+OUTBOX_FAILED_KEPT = Gauge(
+    "statistics_outbox_failed_events",
+    "Outbox events kept as failed, waiting for an operator to retry them.",
     multiprocess_mode="livemax",
 )
 ROWS_PRUNED = Counter(

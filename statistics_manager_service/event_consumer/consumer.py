@@ -21,6 +21,13 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
 from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.event_consumer.dead_letters import (
+    DeadLetterRecord,
+    fitting_record,
+    is_truncated,
+    refused_for_good,
+    truncated_dead_letter_record,
+)
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
 from statistics_manager_service.event_consumer.processor import (
     BatchProcessor,
@@ -94,7 +101,13 @@ class EventConsumer:
         )
 
     def _make_producer(self) -> KafkaProducer:
-        return KafkaProducer(**self._client_options(), acks="all", retries=5, linger_ms=5)
+        return KafkaProducer(
+            **self._client_options(),
+            acks="all",
+            retries=5,
+            linger_ms=5,
+            max_request_size=self.settings.kafka_max_request_size,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; never exit on an outage or any other failure."""
@@ -283,12 +296,17 @@ class EventConsumer:
             logger.debug("poll during pause failed: %s", error)
 
     def _dead_letter(self, producer: KafkaProducer, dead: list[DeadLetter]) -> None:
-        """Publish dead letters and wait for the broker to acknowledge them."""
+        """Publish dead letters and wait for the broker to acknowledge them.
+
+        A dead letter too large for the producer, or refused by the broker for its size or
+        shape, goes truncated: a record the broker can never take must not stall the partition.
+        Any other produce error is an outage and raises.
+        """
         if not dead:
             return
-        futures = []
+        max_size = self.settings.kafka_max_request_size
+        sent = []
         for letter in dead:
-            key, value, headers = dead_letter_record(letter)
             with handling_message(letter.message):
                 logger.warning(
                     "dead-lettering %s[%d]@%d: %s: %s",
@@ -298,12 +316,37 @@ class EventConsumer:
                     letter.error_class,
                     letter.reason,
                 )
-            futures.append(producer.send(self.dlq_topic, key=key, value=value, headers=headers))
+            record = fitting_record(letter, dead_letter_record(letter), max_size)
+            sent.append((letter, *self._send_dead_letter(producer, letter, record)))
         producer.flush(timeout=30)
-        for future in futures:
-            future.get(timeout=30)
+        for letter, record, future in sent:
+            try:
+                future.get(timeout=30)
+            except KafkaError as error:
+                if not refused_for_good(error, record):
+                    raise
+                logger.warning("dead letter refused (%s): sending it truncated", error)
+                record, retry = self._send_dead_letter(
+                    producer, letter, truncated_dead_letter_record(letter, max_size)
+                )
+                producer.flush(timeout=30)
+                retry.get(timeout=30)
+            if is_truncated(record):
+                metrics.DEAD_LETTERS_TRUNCATED.inc()
         for letter in dead:
             metrics.DEAD_LETTERED.labels(letter.message.topic, letter.error_class).inc()
+
+    def _send_dead_letter(
+        self, producer: KafkaProducer, letter: DeadLetter, record: DeadLetterRecord
+    ) -> tuple[DeadLetterRecord, Any]:
+        """Send a dead letter (truncated if the producer refuses it whole); return it and its future."""
+        try:
+            return record, producer.send(self.dlq_topic, key=record[0], value=record[1], headers=record[2])
+        except KafkaError as error:
+            if not refused_for_good(error, record):
+                raise
+        record = truncated_dead_letter_record(letter, self.settings.kafka_max_request_size)
+        return record, producer.send(self.dlq_topic, key=record[0], value=record[1], headers=record[2])
 
     def _refresh_lag(self, consumer: KafkaConsumer) -> None:
         now = time.monotonic()

@@ -12,6 +12,7 @@ import pandas as pd
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
+from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import (
@@ -121,7 +122,7 @@ def handle_account(session: Session, payload: dict[str, Any], services: Services
     )
     for device_id, kind in ((data.get("meter_id"), "meter"), (data.get("api_key"), "dongle")):
         if device_id:
-            household_store.map_device(session, device_id, user_id, kind)
+            _map_device(session, device_id, user_id, kind)
     recomputed = services.updater.apply_contract_version(session, _contract_version(data, event))
     if not recomputed.windows.empty:
         announce_updates(session, recomputed, "account")
@@ -161,7 +162,16 @@ def handle_device(session: Session, payload: dict[str, Any], services: Services,
     if household_store.erased_user_ids(session, [data["user_id"]]):
         raise PoisonMessage(f"user {data['user_id']} was erased")
     household_store.ensure_households(session, [data["user_id"]])
-    household_store.map_device(session, data["api_key"], data["user_id"], "dongle")
+    _map_device(session, data["api_key"], data["user_id"], "dongle")
+
+
+def _map_device(session: Session, device_id: str, user_id: str, kind: str) -> None:
+    """Map a device id to its user; a device moving from one household to another is logged and
+    counted (its later readings go to the new household, its earlier ones stay where they are)."""
+    previous = household_store.map_device(session, device_id, user_id, kind)
+    if previous is not None and previous != user_id:
+        logger.warning("%s %r moved from household %s to %s", kind, device_id, previous, user_id)
+        metrics.DEVICE_MOVES.inc()
 
 
 def handle_erase(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:

@@ -64,6 +64,7 @@ DEAD_LETTER_REASONS = (
     "UnknownDevice",
     "ErasedUser",
     "ReadingOutOfBounds",
+    "DeviceMismatch",
 )
 
 
@@ -277,11 +278,17 @@ class BatchProcessor:
                     continue
             valid.append((item, owner))
         devices = household_store.resolve_devices(
-            session, {data["device_id"] for _, data in valid if not data.get("user_id")}
+            session, {data["device_id"] for _, data in valid if data.get("device_id")}
         )
         owned: list[tuple[_Pending, dict[str, Any], str]] = []
         for item, data in valid:
-            user_id = data.get("user_id") or devices.get(data["device_id"])
+            mapped = devices.get(data["device_id"]) if data.get("device_id") else None
+            user_id = data.get("user_id") or mapped
+            if mapped is not None and mapped != user_id:
+                # Readings of one household's meter must never land in another's statistics.
+                reason = f"device id {data['device_id']!r} is mapped to another household than user {user_id}"
+                dead.append(DeadLetter(item.message, "DeviceMismatch", reason))
+                continue
             if user_id is None:
                 dead.append(
                     DeadLetter(

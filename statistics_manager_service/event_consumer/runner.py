@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
@@ -16,7 +16,12 @@ from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
-from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
+from statistics_manager_service.event_consumer.processor import (
+    BatchProcessor,
+    DeadLetter,
+    Message,
+    TransientFailure,
+)
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import (
     OutboxRelay,
@@ -40,9 +45,13 @@ def build_processor(context: ServiceContext) -> BatchProcessor:
 
 
 def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publisher:
-    """Hand outbox rows straight to the processor, as if they had come back from the broker."""
+    """Hand outbox rows straight to the processor, as if they had come back from the broker.
 
-    def publish(events: Sequence[OutboxEvent]) -> None:
+    What the consumer would dead-letter is reported as not published, with its reason; an
+    outage (TransientFailure) raises.
+    """
+
+    def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
         with publication(events, topic_prefix) as headers:
             messages = [
                 Message(
@@ -56,9 +65,22 @@ def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publis
                 for event, event_headers in zip(events, headers, strict=True)
             ]
             with handling_batch(messages, "consume in-process"):
-                for dead in processor.process(messages):
-                    with handling_message(dead.message):
-                        logger.warning("in-process event %s failed: %s", dead.message.offset, dead.reason)
+                try:
+                    dead = processor.process(messages)
+                except TransientFailure:
+                    raise
+                except Exception as error:
+                    if len(messages) != 1:
+                        raise  # the processor isolates failures and raises only for a batch of one
+                    dead = [
+                        DeadLetter(
+                            messages[0], type(error).__name__, str(error)[:1000] or type(error).__name__
+                        )
+                    ]
+                for letter in dead:
+                    with handling_message(letter.message):
+                        logger.warning("in-process event %s failed: %s", letter.message.offset, letter.reason)
+        return {letter.message.offset: f"{letter.error_class}: {letter.reason}" for letter in dead}
 
     return publish
 
@@ -98,7 +120,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         return
     producer_holder: dict[str, KafkaProducer] = {}
 
-    def publish(events: Sequence[OutboxEvent]) -> None:
+    def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
         if "producer" not in producer_holder:
             producer_holder["producer"] = KafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -106,8 +128,9 @@ def start_workers(context: ServiceContext, background: Background) -> None:
                 retries=5,
                 linger_ms=5,
                 reconnect_backoff_max_ms=2000,
+                max_request_size=settings.kafka_max_request_size,
             )
-        kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
+        return kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
 
     relay = OutboxRelay(context.session_factory, publish)
     context.relay = relay

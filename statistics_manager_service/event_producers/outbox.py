@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service import tracing
 from statistics_manager_service.log import current_correlation_id
-from statistics_manager_service.storage.tables import OutboxEvent
+from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
 
 STATISTICS_AGGREGATE = "statistics"
 # The Kafka header of an event's correlation id (the HTTP header's name; consumers accept others).
@@ -61,9 +61,31 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
     return ids
 
 
+# The PostgreSQL advisory lock a relay holds while it publishes ("relay" in ASCII).
+RELAY_LOCK_KEY = 0x72656C6179
+
+
+def lock_relay(session: Session) -> bool:
+    """Take the relay lock for the caller's transaction; False when another relay holds it.
+
+    One relay publishes at a time, so that two workers never publish one household's events
+    out of order (each taking a batch and racing the other to the broker). SQLite has a single
+    writer and a single relay: there is nothing to lock.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    statement = sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
+    return bool(session.execute(statement).scalar_one())
+
+
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:
     """Return the oldest unsent events, locked against other relays (skipped if already locked)."""
-    statement = sa.select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit)
+    statement = (
+        sa.select(OutboxEvent)
+        .where(OutboxEvent.status == OUTBOX_PENDING)
+        .order_by(OutboxEvent.seq)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
@@ -78,6 +100,21 @@ def delete_published(session: Session, events: list[OutboxEvent]) -> None:
     )
     for event in events:
         session.expunge(event)
+
+
+def record_failures(
+    session: Session, failures: Sequence[tuple[OutboxEvent, str]], max_attempts: int
+) -> list[OutboxEvent]:
+    """Count a failed attempt of each event, with its reason; return those now `failed` for good."""
+    spent = []
+    for event, reason in failures:
+        event.attempts = (event.attempts or 0) + 1
+        event.failed_reason = reason[:2000]
+        if event.attempts >= max_attempts:
+            event.status = OUTBOX_FAILED
+            spent.append(event)
+    session.flush()
+    return spent
 
 
 def delete_created_before(session: Session, created_before_ms: int, limit: int) -> int:
@@ -100,9 +137,12 @@ def delete_created_before(session: Session, created_before_ms: int, limit: int) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_pending(session: Session) -> int:
-    """Count the events not yet published."""
-    return int(session.execute(sa.select(sa.func.count()).select_from(OutboxEvent)).scalar_one())
+def count_by_status(session: Session) -> dict[str, int]:
+    """Count the events not yet published, pending and failed."""
+    rows = session.execute(sa.select(OutboxEvent.status, sa.func.count()).group_by(OutboxEvent.status))
+    counts = {OUTBOX_PENDING: 0, OUTBOX_FAILED: 0}
+    counts.update({str(status): int(count) for status, count in rows})
+    return counts
 
 
 def message_headers(event: OutboxEvent, traceparent: str | None) -> list[tuple[str, bytes]]:

@@ -65,10 +65,12 @@ def ensure_households(session: Session, user_ids: Collection[str]) -> None:
     upsert_rows(session, Household, rows, ["user_id"], merge="ignore")
 
 
-def map_device(session: Session, device_id: str, user_id: str, kind: str) -> None:
-    """Point a dongle API key or meter id at its user."""
+def map_device(session: Session, device_id: str, user_id: str, kind: str) -> str | None:
+    """Point a dongle API key or meter id at its user; return the user it pointed at before."""
+    previous = session.scalar(sa.select(DeviceMapping.user_id).where(DeviceMapping.device_id == device_id))
     row = {"device_id": device_id, "user_id": user_id, "kind": kind, "updated_at": int(time.time())}
     upsert_rows(session, DeviceMapping, [row], ["device_id"])
+    return None if previous is None else str(previous)
 
 
 def resolve_devices(session: Session, device_ids: Collection[str]) -> dict[str, str]:

@@ -204,9 +204,14 @@ class ProcessedEvent(Base):
     processed_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+OUTBOX_PENDING = "pending"
+OUTBOX_FAILED = "failed"
+
+
 class OutboxEvent(Base):
     """The transactional outbox, with the columns Debezium's outbox router expects; a row is deleted
-    once the relay has published it, so every row is pending."""
+    once the relay has published it. A row the relay could not publish after a few attempts is
+    kept as `failed`, with its reason, until an operator sets it back to `pending`."""
 
     __tablename__ = "events"
 
@@ -220,6 +225,9 @@ class OutboxEvent(Base):
     # Of the request or message that queued the event; sent as Kafka headers by the relay.
     correlation_id: Mapped[str | None] = mapped_column(String(128))
     traceparent: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default=OUTBOX_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ServiceState(Base):

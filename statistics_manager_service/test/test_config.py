@@ -49,6 +49,7 @@ def test_server_database_requires_a_signing_key() -> None:
         ("TARIFFS_FILE", "/nonexistent/tariffs.yaml", "TARIFFS_FILE does not exist"),
         ("RESPONSE_CACHE_MB", "-1", "RESPONSE_CACHE_MB must be between"),
         ("KAFKA_BATCH_MAX_BYTES", "lots", "KAFKA_BATCH_MAX_BYTES must be an integer"),
+        ("KAFKA_MAX_REQUEST_SIZE", "1000", "KAFKA_MAX_REQUEST_SIZE must be between 16384 and"),
         ("PROCESSED_EVENTS_RETENTION_DAYS", "3", "PROCESSED_EVENTS_RETENTION_DAYS must be between 7 and"),
         ("OUTBOX_RETENTION_HOURS", "0", "OUTBOX_RETENTION_HOURS must be between 1 and"),
         ("READING_MAX_AGE_DAYS", "0", "READING_MAX_AGE_DAYS must be between 1 and"),

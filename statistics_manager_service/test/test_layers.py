@@ -26,6 +26,7 @@ ABOVE: dict[str, set[str]] = {
     "event_producers": WIRING - {"tariff_loading", "context"} | {"event_consumer", "query"},
     "background": {"event_consumer", "event_producers", "app", "context"},
     "backoff": {"event_consumer", "event_producers", "app", "context"},
+    "produce_errors": {"event_consumer", "event_producers", "app", "context"},
 }
 # The bottom, imported by every layer: tracing and logging import no other part but the settings.
 PARTS = {path.stem for path in ROOT.iterdir() if path.suffix == ".py" or (path / "__init__.py").exists()}

@@ -73,7 +73,9 @@ def _previous_revision_copy(built: ServiceContext, url: str) -> None:
             # Contract versions came later: the upgrade derives them from the households.
             if table.name in (ReadingDay.__tablename__, ContractVersion.__tablename__):
                 continue
-            # Only the columns the previous revision has (later revisions add some).
+            # Only the tables and columns the previous revision has (later revisions add some).
+            if not sa.inspect(target).has_table(table.name):
+                continue
             previous = _columns(target, table.name)
             kept = [column.name for column in table.columns if column.name in previous]
             rows = [
