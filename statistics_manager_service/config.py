@@ -113,6 +113,10 @@ class Settings:
     tariffs_file: str | None = None
     forecast_api_url: str | None = None
     forecast_api_timeout_s: float = 5.0
+    forecast_api_max_body_bytes: int = 1024 * 1024
+    # Calls of the producer endpoints per caller and server process: a burst, then so many a minute.
+    producer_rate_limit_per_minute: int = 6
+    producer_rate_limit_burst: int = 3
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
     # The source revision the image was built from (set at build time), for /version and metrics.
@@ -226,6 +230,18 @@ class Settings:
             forecast_api_url=text("FORECAST_API_URL", None),
             forecast_api_timeout_s=_parse_float(
                 "FORECAST_API_TIMEOUT_S", text("FORECAST_API_TIMEOUT_S", "5") or "", 0.1
+            ),
+            forecast_api_max_body_bytes=_parse_int(
+                "FORECAST_API_MAX_BODY_BYTES",
+                text("FORECAST_API_MAX_BODY_BYTES", "1048576") or "",
+                1024,
+                64 * 1024 * 1024,
+            ),
+            producer_rate_limit_per_minute=_parse_int(
+                "PRODUCER_RATE_LIMIT_PER_MINUTE", text("PRODUCER_RATE_LIMIT_PER_MINUTE", "6") or "", 0, 60_000
+            ),
+            producer_rate_limit_burst=_parse_int(
+                "PRODUCER_RATE_LIMIT_BURST", text("PRODUCER_RATE_LIMIT_BURST", "3") or "", 1, 10_000
             ),
             run_migrations_on_start=_parse_bool(
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from statistics_manager_service.config import Settings
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.query.notifications import ChangeListener
+from statistics_manager_service.rate_limit import TokenBuckets
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine, make_read_engine, make_session_factory
 
@@ -47,12 +48,24 @@ class ServiceContext:
     statistics: StatisticsUpdater | None = None
     relay: OutboxRelay | None = None
     broker_check: BrokerCheck | None = None
+    producer_buckets: TokenBuckets | None = None
 
     def forget_loaded_state(self) -> None:
         """Drop what was made when first needed, as a restart would (the tariff book is read again)."""
         self.statistics = None
         self.relay = None
         self.broker_check = None
+        self.producer_buckets = None
+
+    def producer_limiter(self) -> TokenBuckets | None:
+        """This process's buckets of producer calls per caller (None: not limited)."""
+        if self.settings.producer_rate_limit_per_minute == 0:
+            return None
+        if self.producer_buckets is None:
+            self.producer_buckets = TokenBuckets(
+                self.settings.producer_rate_limit_per_minute, self.settings.producer_rate_limit_burst
+            )
+        return self.producer_buckets
 
     @property
     def reads(self) -> sessionmaker[Session]:

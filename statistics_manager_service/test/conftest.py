@@ -90,6 +90,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # Off unless a test turns it on: a cached body may trail a commit by the notification's
         # delivery, and tests that write and read back in one thread would race with it.
         "response_cache_mb": 0,
+        # Off unless a test turns it on: tests call the producer endpoints more often than a client may.
+        "producer_rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values).validate()  # type: ignore[arg-type]
