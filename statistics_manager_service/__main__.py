@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 logger = logging.getLogger("statistics_manager_service")
 
@@ -78,12 +80,17 @@ def _serve(role: str, demo: bool) -> int:
 
     import uvicorn
 
+    from statistics_manager_service.consumer_state import ROLE_ENV, STATE_DIR_ENV
     from statistics_manager_service.context import build_context
     from statistics_manager_service.event_consumer.runner import start_background
     from statistics_manager_service.log import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    context = build_context(settings)  # migrates once, before any server process starts
+    # The server processes answer /ready from the state the consumer (in this process) publishes here.
+    state_dir = Path(tempfile.mkdtemp(prefix="statistics-state-"))
+    os.environ[ROLE_ENV] = role
+    os.environ[STATE_DIR_ENV] = str(state_dir)
+    context = build_context(settings, role, state_dir)  # migrates once, before any server process starts
     if demo:
         from statistics_manager_service.demo import load_demo
 
@@ -127,6 +134,7 @@ def _serve(role: str, demo: bool) -> int:
     finally:
         background.stop()
         context.dispose()
+        shutil.rmtree(state_dir, ignore_errors=True)
         logger.info("stopped after %.0f s (signals: %s)", time.monotonic() - started, stop_signals or "none")
     return 0
 

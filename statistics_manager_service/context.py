@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service.config import Settings
+from statistics_manager_service.consumer_state import ConsumerStateBoard
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.query.notifications import ChangeListener
 from statistics_manager_service.rate_limit import TokenBuckets
@@ -35,6 +37,10 @@ class ServiceContext:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    # What this process's pod runs (`all`, `api`, `worker`): readiness checks what the role needs.
+    role: str = "all"
+    # Where the pod's consumer reports its state (read by `/ready` in every server process).
+    consumer_state: ConsumerStateBoard = dataclasses.field(default_factory=ConsumerStateBoard)
     broker_error: str | None = None
     consumer_error: str | None = None
     # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
@@ -87,8 +93,11 @@ class ServiceContext:
             self.read_engine.dispose()
 
 
-def build_context(settings: Settings) -> ServiceContext:
-    """Create the engine and session factory (and migrate when asked)."""
+def build_context(settings: Settings, role: str = "all", state_dir: Path | None = None) -> ServiceContext:
+    """Create the engine and session factory (and migrate when asked).
+
+    `state_dir` is where the pod's consumer publishes its state (None: in this process's memory).
+    """
     engine = make_engine(settings.database_url, settings.database_pool_size)
     if settings.run_migrations_on_start:
         migrate.upgrade(engine)
@@ -105,4 +114,6 @@ def build_context(settings: Settings) -> ServiceContext:
         read_session_factory=make_session_factory(read_engine),
         response_cache=cache,
         change_listener=listener,
+        role=role,
+        consumer_state=ConsumerStateBoard(state_dir),
     )
