@@ -96,6 +96,9 @@ def _serve(role: str, demo: bool) -> int:
 
         load_demo(context)
     background = start_background(context, role)
+    if role == "api" and workers > 1:
+        # The server processes share the pod's connections; this one only migrated.
+        context.engine.dispose()
     # The server processes re-read the environment; the schema is already current.
     os.environ["RUN_MIGRATIONS_ON_START"] = "false"
     logger.info(
@@ -145,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError
 
     from statistics_manager_service.config import ConfigurationError
+    from statistics_manager_service.storage.engine import CONNECTIONS_SETTING, refused_for_capacity
 
     try:
         if args.command == "db":
@@ -157,7 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OperationalError as error:
         # The orchestrator restarts the process; say why in one line instead of a traceback.
-        print(f"database unavailable: {str(error).splitlines()[0]}", file=sys.stderr)
+        reason = str(error).splitlines()[0]
+        if refused_for_capacity(error):
+            print(
+                f"database refused the connection, it has no slot left ({reason}): lower"
+                f" {CONNECTIONS_SETTING} or the replica count, or raise the database's max_connections",
+                file=sys.stderr,
+            )
+        else:
+            print(f"database unavailable: {reason}", file=sys.stderr)
         return 3
 
 

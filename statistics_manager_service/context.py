@@ -98,10 +98,11 @@ def build_context(settings: Settings, role: str = "all", state_dir: Path | None 
 
     `state_dir` is where the pod's consumer publishes its state (None: in this process's memory).
     """
-    engine = make_engine(settings.database_url, settings.database_pool_size)
+    pools = settings.database_pools(role)
+    engine = make_engine(settings.database_url, pools.pool_size, pools.max_overflow)
     if settings.run_migrations_on_start:
         migrate.upgrade(engine)
-    read_engine = make_read_engine(settings.database_url, engine, settings.database_pool_size)
+    read_engine = make_read_engine(settings.database_url, engine, pools.pool_size, pools.max_overflow)
     cache = listener = None
     if settings.response_cache_mb > 0 and engine.dialect.name == "postgresql":
         cache = ResponseCache(settings.response_cache_mb * 1024 * 1024)
