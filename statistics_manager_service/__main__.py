@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 logger = logging.getLogger("statistics_manager_service")
 
@@ -80,6 +82,7 @@ def _serve(role: str, demo: bool) -> int:
 
     import uvicorn
 
+    from statistics_manager_service.consumer_state import ROLE_ENV, STATE_DIR_ENV
     from statistics_manager_service.context import build_context
     from statistics_manager_service.event_consumer.runner import start_background
     from statistics_manager_service.log import configure_logging
@@ -87,7 +90,11 @@ def _serve(role: str, demo: bool) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings)
-    context = build_context(settings)  # migrates once, before any server process starts
+    # The server processes answer /ready from the state the consumer (in this process) publishes here.
+    state_dir = Path(tempfile.mkdtemp(prefix="statistics-state-"))
+    os.environ[ROLE_ENV] = role
+    os.environ[STATE_DIR_ENV] = str(state_dir)
+    context = build_context(settings, role, state_dir)  # migrates once, before any server process starts
     if demo:
         from statistics_manager_service.demo import load_demo
 
@@ -97,6 +104,9 @@ def _serve(role: str, demo: bool) -> int:
         from statistics_manager_service.demo.live import feed_live
 
         background.spawn("demo-live", lambda stop: feed_live(context, stop))
+    if role == "api" and workers > 1:
+        # The server processes share the pod's connections; this one only migrated.
+        context.engine.dispose()
     # The server processes re-read the environment; the schema is already current.
     os.environ["RUN_MIGRATIONS_ON_START"] = "false"
     logger.info(
@@ -135,6 +145,7 @@ def _serve(role: str, demo: bool) -> int:
     finally:
         background.stop()
         context.dispose()
+        shutil.rmtree(state_dir, ignore_errors=True)
         logger.info("stopped after %.0f s (signals: %s)", time.monotonic() - started, stop_signals or "none")
     return 0
 
@@ -145,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError
 
     from statistics_manager_service.config import ConfigurationError
+    from statistics_manager_service.storage.engine import CONNECTIONS_SETTING, refused_for_capacity
 
     try:
         if args.command == "db":
@@ -157,7 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OperationalError as error:
         # The orchestrator restarts the process; say why in one line instead of a traceback.
-        print(f"database unavailable: {str(error).splitlines()[0]}", file=sys.stderr)
+        reason = str(error).splitlines()[0]
+        if refused_for_capacity(error):
+            print(
+                f"database refused the connection, it has no slot left ({reason}): lower"
+                f" {CONNECTIONS_SETTING} or the replica count, or raise the database's max_connections",
+                file=sys.stderr,
+            )
+        else:
+            print(f"database unavailable: {reason}", file=sys.stderr)
         return 3
 
 

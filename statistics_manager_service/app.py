@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from connexion.options import SwaggerUIOptions
 from statistics_manager_service import metrics
 from statistics_manager_service.build import build_info
 from statistics_manager_service.config import Settings
+from statistics_manager_service.consumer_state import ROLE_ENV, STATE_DIR_ENV
 from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.exception_handling_utils.errors import NotAcceptable
 from statistics_manager_service.exception_handling_utils.handlers import register_error_handlers
@@ -144,6 +146,8 @@ def create_asgi_app() -> connexion.FlaskApp:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings)
-    app = create_app(settings)
+    state_dir = os.environ.get(STATE_DIR_ENV)
+    context = build_context(settings, os.environ.get(ROLE_ENV, "all"), Path(state_dir) if state_dir else None)
+    app = create_app(settings, context=context)
     prepare_heap_for_serving()
     return app

@@ -26,6 +26,21 @@ class ConfigurationError(ValueError):
     """A setting is missing, malformed or unsafe."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DatabasePools:
+    """How one process of a pod sizes each of its two pools (transactions, single reads)."""
+
+    processes: int  # the pod's processes that share DATABASE_CONNECTIONS_PER_POD
+    pool_size: int  # connections each pool keeps
+    max_overflow: int  # connections each pool may open beyond them
+    listener: int  # the response cache's change listener (1 on PostgreSQL with the cache on)
+
+    @property
+    def per_process(self) -> int:
+        """The most connections one process opens."""
+        return 2 * (self.pool_size + self.max_overflow) + self.listener
+
+
 def _read_dotenv(path: Path) -> dict[str, str]:
     """Read KEY=VALUE lines of a .env file; the real environment wins over it."""
     values: dict[str, str] = {}
@@ -90,6 +105,8 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = 10
+    # Connections one pod may open, shared by its processes and their pools (see database_pools).
+    database_connections_per_pod: int = 30
     response_cache_mb: int = 64
     kafka_bootstrap_servers: str | None = None
     kafka_topic_prefix: str = "hems."
@@ -118,6 +135,10 @@ class Settings:
     tariffs_file: str | None = None
     forecast_api_url: str | None = None
     forecast_api_timeout_s: float = 5.0
+    forecast_api_max_body_bytes: int = 1024 * 1024
+    # Calls of the producer endpoints per caller and server process: a burst, then so many a minute.
+    producer_rate_limit_per_minute: int = 6
+    producer_rate_limit_burst: int = 3
     run_migrations_on_start: bool = True
     outbox_relay_enabled: bool = True
     # The source revision the image was built from (set at build time), for /version and metrics.
@@ -152,6 +173,29 @@ class Settings:
         if self.web_workers > 0:
             return self.web_workers
         return max(1, os.cpu_count() or 1)
+
+    def database_pools(self, role: str) -> DatabasePools:
+        """Divide DATABASE_CONNECTIONS_PER_POD among the pod's processes and each one's pools.
+
+        A pod of `role` runs one process (`worker`), or WEB_WORKERS server processes plus, for
+        `all`, the supervising process that runs the consumer. Each process holds a pool for
+        transactions, one for single reads and (with the response cache on PostgreSQL) a change
+        listener; a pool keeps up to DATABASE_POOL_SIZE connections and overflows up to its share.
+        """
+        servers = 1 if role == "worker" else self.effective_web_workers()
+        processes = servers + (1 if role == "all" and servers > 1 else 0)
+        share = self.database_connections_per_pod // processes
+        listener = 1 if self.response_cache_mb > 0 and not self.is_sqlite else 0
+        per_pool = (share - listener) // 2
+        if per_pool < 1 and not self.is_sqlite:
+            raise ConfigurationError(
+                f"DATABASE_CONNECTIONS_PER_POD={self.database_connections_per_pod} leaves {share} connections"
+                f" to each of the {processes} processes of a {role} pod, which needs {2 + listener}:"
+                " raise DATABASE_CONNECTIONS_PER_POD or lower WEB_WORKERS"
+            )
+        per_pool = max(1, per_pool)
+        pool_size = min(self.database_pool_size, per_pool)
+        return DatabasePools(processes, pool_size, per_pool - pool_size, listener)
 
     def validate(self) -> Settings:
         """Check cross-field rules; return self so calls chain."""
@@ -205,6 +249,9 @@ class Settings:
             database_pool_size=_parse_int(
                 "DATABASE_POOL_SIZE", text("DATABASE_POOL_SIZE", "10") or "10", 1, 200
             ),
+            database_connections_per_pod=_parse_int(
+                "DATABASE_CONNECTIONS_PER_POD", text("DATABASE_CONNECTIONS_PER_POD", "30") or "", 2, 10_000
+            ),
             response_cache_mb=_parse_int(
                 "RESPONSE_CACHE_MB", text("RESPONSE_CACHE_MB", "64") or "64", 0, 65_536
             ),
@@ -253,6 +300,18 @@ class Settings:
             forecast_api_url=text("FORECAST_API_URL", None),
             forecast_api_timeout_s=_parse_float(
                 "FORECAST_API_TIMEOUT_S", text("FORECAST_API_TIMEOUT_S", "5") or "", 0.1
+            ),
+            forecast_api_max_body_bytes=_parse_int(
+                "FORECAST_API_MAX_BODY_BYTES",
+                text("FORECAST_API_MAX_BODY_BYTES", "1048576") or "",
+                1024,
+                64 * 1024 * 1024,
+            ),
+            producer_rate_limit_per_minute=_parse_int(
+                "PRODUCER_RATE_LIMIT_PER_MINUTE", text("PRODUCER_RATE_LIMIT_PER_MINUTE", "6") or "", 0, 60_000
+            ),
+            producer_rate_limit_burst=_parse_int(
+                "PRODUCER_RATE_LIMIT_BURST", text("PRODUCER_RATE_LIMIT_BURST", "3") or "", 1, 10_000
             ),
             run_migrations_on_start=_parse_bool(
                 "RUN_MIGRATIONS_ON_START", env.get("RUN_MIGRATIONS_ON_START", "true")

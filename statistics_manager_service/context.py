@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service.config import Settings
+from statistics_manager_service.consumer_state import ConsumerStateBoard
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.query.notifications import ChangeListener
+from statistics_manager_service.rate_limit import TokenBuckets
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import make_engine, make_read_engine, make_session_factory
 
@@ -34,6 +37,10 @@ class ServiceContext:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    # What this process's pod runs (`all`, `api`, `worker`): readiness checks what the role needs.
+    role: str = "all"
+    # Where the pod's consumer reports its state (read by `/ready` in every server process).
+    consumer_state: ConsumerStateBoard = dataclasses.field(default_factory=ConsumerStateBoard)
     broker_error: str | None = None
     consumer_error: str | None = None
     # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
@@ -47,12 +54,24 @@ class ServiceContext:
     statistics: StatisticsUpdater | None = None
     relay: OutboxRelay | None = None
     broker_check: BrokerCheck | None = None
+    producer_buckets: TokenBuckets | None = None
 
     def forget_loaded_state(self) -> None:
         """Drop what was made when first needed, as a restart would (the tariff book is read again)."""
         self.statistics = None
         self.relay = None
         self.broker_check = None
+        self.producer_buckets = None
+
+    def producer_limiter(self) -> TokenBuckets | None:
+        """This process's buckets of producer calls per caller (None: not limited)."""
+        if self.settings.producer_rate_limit_per_minute == 0:
+            return None
+        if self.producer_buckets is None:
+            self.producer_buckets = TokenBuckets(
+                self.settings.producer_rate_limit_per_minute, self.settings.producer_rate_limit_burst
+            )
+        return self.producer_buckets
 
     @property
     def reads(self) -> sessionmaker[Session]:
@@ -74,12 +93,16 @@ class ServiceContext:
             self.read_engine.dispose()
 
 
-def build_context(settings: Settings) -> ServiceContext:
-    """Create the engine and session factory (and migrate when asked)."""
-    engine = make_engine(settings.database_url, settings.database_pool_size)
+def build_context(settings: Settings, role: str = "all", state_dir: Path | None = None) -> ServiceContext:
+    """Create the engine and session factory (and migrate when asked).
+
+    `state_dir` is where the pod's consumer publishes its state (None: in this process's memory).
+    """
+    pools = settings.database_pools(role)
+    engine = make_engine(settings.database_url, pools.pool_size, pools.max_overflow)
     if settings.run_migrations_on_start:
         migrate.upgrade(engine)
-    read_engine = make_read_engine(settings.database_url, engine, settings.database_pool_size)
+    read_engine = make_read_engine(settings.database_url, engine, pools.pool_size, pools.max_overflow)
     cache = listener = None
     if settings.response_cache_mb > 0 and engine.dialect.name == "postgresql":
         cache = ResponseCache(settings.response_cache_mb * 1024 * 1024)
@@ -92,4 +115,6 @@ def build_context(settings: Settings) -> ServiceContext:
         read_session_factory=make_session_factory(read_engine),
         response_cache=cache,
         change_listener=listener,
+        role=role,
+        consumer_state=ConsumerStateBoard(state_dir),
     )

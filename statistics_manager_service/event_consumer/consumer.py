@@ -21,6 +21,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
 from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.consumer_state import HEARTBEAT_INTERVAL_S, ConsumerState, now_s
 from statistics_manager_service.event_consumer.dead_letters import (
     DeadLetterRecord,
     fitting_record,
@@ -78,6 +79,9 @@ class EventConsumer:
         self.dlq_topic = self.settings.topic(DLQ_TOPIC)
         self._lag_checked = 0.0
         self._probed = 0.0
+        self._lag = 0
+        self._progress_s = now_s()
+        self._reported: ConsumerState | None = None
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -127,6 +131,7 @@ class EventConsumer:
                 logger.exception("event consumer failed; reconnecting")
                 metrics.CONSUMER_PAUSED.set(1)
                 self.context.consumer_error = f"restarting after {type(error).__name__}: {error}"[:300]
+                self._report("restarting", type(error).__name__)
                 backoff.wait()
             finally:
                 if consumer is not None:
@@ -147,6 +152,7 @@ class EventConsumer:
             self._refresh_lag(consumer)
             if not polled:
                 self._probe_recovery(consumer)
+                self._heartbeat(caught_up=True)
                 self._recompute_pending()
                 continue
             started = time.perf_counter()
@@ -353,6 +359,7 @@ class EventConsumer:
         if now - self._lag_checked < LAG_REFRESH_S:
             return
         self._lag_checked = now
+        lag = 0
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
@@ -362,6 +369,8 @@ class EventConsumer:
             except KafkaError:
                 return  # the broker is slow or away: try again later
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            lag += max(0, highwater - position)
+        self._lag = lag
 
     def _probe_recovery(self, consumer: KafkaConsumer) -> None:
         """While degraded and idle, clear the degraded state once the database and broker answer.
@@ -391,6 +400,7 @@ class EventConsumer:
         if database:
             logger.warning("consumption paused, database unavailable: %s", database)
         self.context.consumer_error = f"paused: {broker or database}"[:300]
+        self._report("paused", "broker" if broker else "database")
 
     def _healthy(self) -> None:
         if self.context.consumer_error or self.context.broker_error:
@@ -398,6 +408,24 @@ class EventConsumer:
         metrics.CONSUMER_PAUSED.set(0)
         self.context.consumer_error = None
         self.context.broker_error = None
+        self._heartbeat(caught_up=True)
+
+    def _heartbeat(self, caught_up: bool) -> None:
+        """Report that the consumer runs (at most every HEARTBEAT_INTERVAL_S unless its state changed)."""
+        if caught_up:
+            self._progress_s = now_s()
+        reported = self._reported
+        if (
+            reported is None
+            or reported.state != "running"
+            or now_s() - reported.heartbeat_s >= HEARTBEAT_INTERVAL_S
+        ):
+            self._report("running", None)
+
+    def _report(self, state: str, cause: str | None) -> None:
+        """Publish the consumer's state for `/ready` in every process of the pod."""
+        self._reported = ConsumerState(state, cause, now_s(), self._progress_s, self._lag)
+        self.context.consumer_state.publish(self._reported)
 
 
 def _close_quietly(close: Callable[..., Any], **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -52,7 +54,19 @@ MOCK_DAILY_KWH = 9.5
 
 
 class ForecastUnavailable(Exception):
-    """The forecast API did not answer usefully after every retry."""
+    """The forecast API cannot answer now (no connection, a timeout, 429 or 5xx): try again later."""
+
+
+class ForecastRejected(Exception):
+    """The forecast API refused the request or answered something unusable: asking again will not help."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedForecast:
+    """What the forecast API answered for an event: its values, or why they cannot be used."""
+
+    values: tuple[tuple[dt.datetime, float], ...] = ()
+    rejected: str | None = None
 
 
 def local_day_bounds(instant: dt.datetime, tz: str) -> tuple[int, int, dt.date]:
@@ -85,35 +99,62 @@ def mock_curves(
 
 
 def fetch_forecast(
-    url: str, user_id: str, day: dt.date, timeout_s: float, attempts: int = 3
+    url: str, user_id: str, day: dt.date, timeout_s: float, max_body_bytes: int, attempts: int = 3
 ) -> list[tuple[dt.datetime, float]]:
-    """GET the forecast of a household's day from the forecast API, with timeout and retries."""
+    """GET the forecast of a household's day from the forecast API, with timeout and retries.
+
+    Raise ForecastUnavailable when the API stays unreachable, ForecastRejected when its answer is
+    a client error, larger than `max_body_bytes` or not a forecast.
+    """
     query = urllib.parse.urlencode({"user_id": user_id, "forecast_day": day.isoformat()})
     target = f"{url}{'&' if '?' in url else '?'}{query}"
     last_error = "no attempt made"
     for attempt in range(attempts):
         try:
             with urllib.request.urlopen(target, timeout=timeout_s) as response:
-                document = json.loads(response.read())
-            values = document.get("values", document) if isinstance(document, dict) else document
-            parsed = []
-            for item in values:
-                instant = dt.datetime.fromisoformat(str(item["timestamp"]).replace("Z", "+00:00"))
-                if instant.tzinfo is None:
-                    instant = instant.replace(tzinfo=dt.UTC)
-                energy = float(item["energy_kwh"])
-                if not np.isfinite(energy) or energy < 0:
-                    raise ValueError(f"energy_kwh {energy} is not a non-negative number")
-                parsed.append((instant, energy))
-            return parsed
+                body = _bounded_body(response, max_body_bytes)
         except urllib.error.HTTPError as error:
-            last_error = f"HTTP {error.code}"
             if 400 <= error.code < 500 and error.code != 429:
-                break
+                raise ForecastRejected(
+                    f"forecast API answered HTTP {error.code} for {user_id} on {day}"
+                ) from None
+            last_error = f"HTTP {error.code}"
         except (urllib.error.URLError, TimeoutError, OSError) as error:
-            last_error = str(error)
-        except (ValueError, KeyError, TypeError) as error:
-            last_error = f"malformed forecast: {error}"
-            break
+            last_error = str(getattr(error, "reason", error))
+        else:
+            return _parsed_forecast(body, user_id, day)
         time.sleep(min(0.2 * 2**attempt, 2.0))
-    raise ForecastUnavailable(f"forecast API failed for {user_id} on {day}: {last_error}")
+    raise ForecastUnavailable(f"forecast API unavailable for {user_id} on {day}: {last_error}")
+
+
+def _bounded_body(response: Any, max_body_bytes: int) -> bytes:
+    """Read at most `max_body_bytes` of a response; refuse a larger one."""
+    too_large = ForecastRejected(
+        f"forecast body is larger than FORECAST_API_MAX_BODY_BYTES ({max_body_bytes} bytes)"
+    )
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise too_large
+    body: bytes = response.read(max_body_bytes + 1)
+    if len(body) > max_body_bytes:
+        raise too_large
+    return body
+
+
+def _parsed_forecast(body: bytes, user_id: str, day: dt.date) -> list[tuple[dt.datetime, float]]:
+    """The (instant, kWh) values of a forecast document; ForecastRejected when it is not one."""
+    try:
+        document = json.loads(body)
+        values = document.get("values", document) if isinstance(document, dict) else document
+        parsed = []
+        for item in values:
+            instant = dt.datetime.fromisoformat(str(item["timestamp"]).replace("Z", "+00:00"))
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=dt.UTC)
+            energy = float(item["energy_kwh"])
+            if not np.isfinite(energy) or energy < 0:
+                raise ValueError(f"energy_kwh {energy} is not a non-negative number")
+            parsed.append((instant, energy))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ForecastRejected(f"malformed forecast for {user_id} on {day}: {error}") from None
+    return parsed

@@ -15,12 +15,7 @@ from sqlalchemy.orm import Session
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
 from statistics_manager_service.config import Settings
-from statistics_manager_service.event_consumer.curves import (
-    ForecastUnavailable,
-    fetch_forecast,
-    local_day_bounds,
-    mock_curves,
-)
+from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_bounds, mock_curves
 from statistics_manager_service.event_consumer.envelope import PoisonMessage
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.models import events as schemas
@@ -49,6 +44,8 @@ class EventMeta:
     event_id: str
     # The envelope's timestamp, else the broker record's; None when neither says.
     event_time: dt.datetime | None = None
+    # A forecast event's values, fetched before the batch's transaction opened.
+    forecast: FetchedForecast | None = None
 
 
 @dataclasses.dataclass
@@ -325,20 +322,18 @@ def handle_forecast(session: Session, payload: dict[str, Any], services: Service
     values = data.get("values")
     origin = data["origin"]
     if not values:
-        url = services.settings.forecast_api_url
-        if not url:
+        if not services.settings.forecast_api_url:
             raise PoisonMessage(
                 "forecast event has no values and FORECAST_API_URL is not set "
                 "(the forecast endpoint sends the built-in baseline's values in the event)"
             )
+        if event.forecast is None:
+            # Fetching here would hold the batch's transaction open on the API.
+            raise RuntimeError("the forecast was not fetched before the batch's transaction")
+        if event.forecast.rejected:
+            raise PoisonMessage(event.forecast.rejected)
         origin = "external"
-        try:
-            fetched = fetch_forecast(
-                url, user_id, data["forecast_day"], services.settings.forecast_api_timeout_s
-            )
-        except ForecastUnavailable as error:
-            raise PoisonMessage(str(error)) from None
-        values = [{"timestamp": instant, "energy_kwh": energy} for instant, energy in fetched]
+        values = [{"timestamp": instant, "energy_kwh": energy} for instant, energy in event.forecast.values]
     start_s, end_s, _ = local_day_bounds(dt.datetime.combine(data["forecast_day"], dt.time(12), dt.UTC), tz)
     starts = [int(v["timestamp"].timestamp()) for v in values]
     inside = [

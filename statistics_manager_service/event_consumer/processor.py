@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
 from statistics_manager_service.event_consumer.bounds import EVENT_COLUMN, refused_messages
+from statistics_manager_service.event_consumer.curves import FetchedForecast, ForecastUnavailable
 from statistics_manager_service.event_consumer.days import announce_closed_days
 from statistics_manager_service.event_consumer.envelope import Envelope, PoisonMessage, parse_envelope
+from statistics_manager_service.event_consumer.forecasts import fetch_batch_forecasts
 from statistics_manager_service.event_consumer.handlers import (
     HANDLERS,
     KNOWN_EVENT_TYPES,
@@ -69,7 +71,7 @@ DEAD_LETTER_REASONS = (
 
 
 class TransientFailure(Exception):
-    """The database is unavailable: pause, retry the same batch later, commit nothing."""
+    """The database (or forecast API) is unavailable: pause, retry the same batch later, commit nothing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +103,7 @@ class _Pending:
     short_topic: str
 
 
-def _event_meta(item: _Pending) -> EventMeta:
+def _event_meta(item: _Pending, forecasts: dict[str, FetchedForecast]) -> EventMeta:
     """The event's id and time: the envelope's timestamp, else the record's."""
     event_time = None
     if item.envelope.timestamp is not None:
@@ -113,7 +115,7 @@ def _event_meta(item: _Pending) -> EventMeta:
             )
     if event_time is None and item.message.timestamp_ms is not None:
         event_time = dt.datetime.fromtimestamp(item.message.timestamp_ms / 1000, dt.UTC)
-    return EventMeta(item.envelope.event_id, event_time)
+    return EventMeta(item.envelope.event_id, event_time, forecasts.get(item.envelope.event_id))
 
 
 class BatchProcessor:
@@ -123,9 +125,15 @@ class BatchProcessor:
         self.session_factory = session_factory
         self.services = services
         self.topic_prefix = topic_prefix
+        # The forecasts the batch being processed asked for, fetched before its transactions.
+        self._forecasts: dict[str, FetchedForecast] = {}
 
     def process(self, messages: Sequence[Message]) -> list[DeadLetter]:
         """Apply `messages` in one transaction; isolate the failing messages when the batch fails."""
+        try:
+            self._forecasts = fetch_batch_forecasts(messages, self.services.settings)
+        except ForecastUnavailable as error:
+            raise TransientFailure(str(error)) from error
         try:
             return self._apply_once(messages)
         except TransientFailure:
@@ -223,7 +231,7 @@ class BatchProcessor:
             try:
                 with session.begin_nested(), handling_message(item.message):
                     HANDLERS[item.short_topic][item.envelope.event_type](
-                        session, item.envelope.payload, self.services, _event_meta(item)
+                        session, item.envelope.payload, self.services, _event_meta(item, self._forecasts)
                     )
                     household_store.record_processed(
                         session, [(item.envelope.event_id, item.envelope.event_type)]

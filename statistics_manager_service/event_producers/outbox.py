@@ -19,6 +19,8 @@ from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PEND
 STATISTICS_AGGREGATE = "statistics"
 # The Kafka header of an event's correlation id (the HTTP header's name; consumers accept others).
 CORRELATION_HEADER = "X-Correlation-ID"
+# pg_advisory_xact_lock's first key for "one household's producer requests" (second: the user's hash).
+REQUEST_LOCK_NAMESPACE = 0x5251
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
             "aggregateid": event.aggregate_id,
             "type": event.event_type,
             "timestamp": now_ms,
-            "payload": orjson.dumps(event.payload).decode(),
+            "payload": encode_payload(event.payload),
             "correlation_id": correlation_id,
             "traceparent": traceparent,
         }
@@ -76,6 +78,36 @@ def lock_relay(session: Session) -> bool:
         return True
     statement = sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
     return bool(session.execute(statement).scalar_one())
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """The text an event's payload is stored as (equal payloads give equal text)."""
+    return orjson.dumps(payload).decode()
+
+
+def pending_event_id(
+    session: Session, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+) -> str | None:
+    """Return the id of a queued, unpublished event equal to this one, if any.
+
+    On PostgreSQL the household's requests are serialized first (until the transaction ends), so
+    two concurrent callers cannot both miss each other's event.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
+            {"namespace": REQUEST_LOCK_NAMESPACE, "key": aggregate_id},
+        )
+    found = session.execute(
+        sa.select(OutboxEvent.id)
+        .where(
+            OutboxEvent.aggregateid == aggregate_id,
+            OutboxEvent.type == event_type,
+            OutboxEvent.payload == encode_payload(payload),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
 
 
 def pending_events(session: Session, limit: int) -> list[OutboxEvent]:

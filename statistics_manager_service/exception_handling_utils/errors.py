@@ -68,6 +68,16 @@ class NoForecastHistory(Unprocessable):
         )
 
 
+class TooManyRequests(ServiceError):
+    """The caller has used up its share for now; `retry_after_s` says when to come back."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(ServiceError):
     """A dependency (database, broker) is unavailable; try again later."""
 

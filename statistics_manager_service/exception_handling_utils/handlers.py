@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from statistics_manager_service.exception_handling_utils.errors import (
     INTERNAL_ERROR,
     ServiceError,
+    TooManyRequests,
 )
 
 logger = logging.getLogger(__name__)
@@ -25,13 +26,14 @@ DATABASE_UNAVAILABLE = "database unavailable, try again later"
 _SCHEMA_DETAIL = re.compile(r"\n\nFailed validating.*", re.DOTALL)
 
 
-def error_response(status: int, message: str) -> ConnexionResponse:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> ConnexionResponse:
     """Build the JSON error response."""
     return ConnexionResponse(
         status_code=status,
         mimetype="application/json",
         content_type="application/json",
         body=orjson.dumps({"error": message}),
+        headers=headers,
     )
 
 
@@ -39,6 +41,8 @@ def _service_error(_request: ConnexionRequest, error: Exception) -> ConnexionRes
     assert isinstance(error, ServiceError)
     if error.status >= 500:
         logger.error("%s: %s", type(error).__name__, error.message)
+    if isinstance(error, TooManyRequests):
+        return error_response(error.status, error.message, {"Retry-After": str(error.retry_after_s)})
     return error_response(error.status, error.message)
 
 

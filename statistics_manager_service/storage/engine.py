@@ -38,14 +38,14 @@ def _count_pool_usage(engine: Engine) -> None:
     event.listen(engine, "checkin", lambda *_: metrics.DB_POOL_IN_USE.dec())
 
 
-def make_engine(database_url: str, pool_size: int = 10) -> Engine:
-    """Create the engine: pre-ping pool on servers, WAL mode on SQLite."""
-    engine = _make_engine(database_url, pool_size)
+def make_engine(database_url: str, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
+    """Create the engine: pre-ping pool on servers (overflow `pool_size` unless given), WAL on SQLite."""
+    engine = _make_engine(database_url, pool_size, pool_size if max_overflow is None else max_overflow)
     _count_pool_usage(engine)
     return engine
 
 
-def _make_engine(database_url: str, pool_size: int) -> Engine:
+def _make_engine(database_url: str, pool_size: int, max_overflow: int) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -57,24 +57,49 @@ def _make_engine(database_url: str, pool_size: int) -> Engine:
         )
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
-    return _make_server_engine(database_url, pool_size, pool_pre_ping=True)
+    return _make_server_engine(database_url, pool_size, max_overflow, pool_pre_ping=True)
 
 
-def _make_server_engine(database_url: str, pool_size: int, **options: Any) -> Engine:
+def _make_server_engine(database_url: str, pool_size: int, max_overflow: int, **options: Any) -> Engine:
     """An engine on a database server, with the pool settings the main and read engines share."""
     url = make_url(database_url)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
         pool_recycle=1800,
         pool_timeout=10,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
         **options,
     )
+    event.listen(engine, "handle_error", _name_the_budget_when_refused)
+    return engine
 
 
-def make_read_engine(database_url: str, engine: Engine, pool_size: int = 10) -> Engine:
+# What PostgreSQL answers when it has no connection slot left (for the server, a role or a database).
+CAPACITY_REFUSALS = ("too many clients", "too many connections", "remaining connection slots are reserved")
+CONNECTIONS_SETTING = "DATABASE_CONNECTIONS_PER_POD"
+
+
+def refused_for_capacity(error: BaseException) -> bool:
+    """Tell whether the database refused a connection because it has no slot left."""
+    text = str(error).lower()
+    return any(refusal in text for refusal in CAPACITY_REFUSALS)
+
+
+def _name_the_budget_when_refused(context: Any) -> None:
+    if refused_for_capacity(context.original_exception):
+        logger.error(
+            "the database refused a connection, it has no slot left: the pods together open more than"
+            " its max_connections allows; lower %s or the replica count (or raise max_connections): %s",
+            CONNECTIONS_SETTING,
+            str(context.original_exception).splitlines()[0],
+        )
+
+
+def make_read_engine(
+    database_url: str, engine: Engine, pool_size: int = 10, max_overflow: int | None = None
+) -> Engine:
     """Return the engine of single-statement reads: one round trip per query on a server.
 
     On a server database its connections run in autocommit mode (no `BEGIN`/`COMMIT` around a
@@ -83,7 +108,8 @@ def make_read_engine(database_url: str, engine: Engine, pool_size: int = 10) -> 
     """
     if make_url(database_url).get_backend_name() == "sqlite":
         return engine
-    read_engine = _make_server_engine(database_url, pool_size, isolation_level="AUTOCOMMIT")
+    overflow = pool_size if max_overflow is None else max_overflow
+    read_engine = _make_server_engine(database_url, pool_size, overflow, isolation_level="AUTOCOMMIT")
     _count_pool_usage(read_engine)
     return read_engine
 

@@ -387,6 +387,17 @@ def reading_span(session: Session, user_id: str, source: str) -> tuple[int | Non
     return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
 
 
+def household_reading_span(session: Session, user_id: str) -> tuple[int | None, int | None]:
+    """Return the first and last stored reading time of a household, over all its sources."""
+    table = ReadingDay.__table__
+    row = session.execute(
+        sa.select(sa.func.min(table.c.first_ts), sa.func.max(table.c.last_ts)).where(
+            table.c.user_id == user_id
+        )
+    ).one()
+    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
+
+
 def _newest_days(session: Session, user_ids: Sequence[str], column: str) -> pd.DataFrame:
     """Each household's newest day row of its statistics source in which `column` is present."""
     days = ReadingDay.__table__

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from statistics_manager_service.app import create_app
 from statistics_manager_service.config import Settings
+from statistics_manager_service.consumer_state import ConsumerStateBoard
 from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.storage.tables import Base
 from statistics_manager_service.tokens import issue_token
@@ -90,6 +91,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # Off unless a test turns it on: a cached body may trail a commit by the notification's
         # delivery, and tests that write and read back in one thread would race with it.
         "response_cache_mb": 0,
+        # Off unless a test turns it on: tests call the producer endpoints more often than a client may.
+        "producer_rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values).validate()  # type: ignore[arg-type]
@@ -116,6 +119,7 @@ def context(session_context: ServiceContext) -> Iterator[ServiceContext]:
     clear_tables(session_context.engine)
     session_context.broker_error = None
     session_context.consumer_error = None
+    session_context.consumer_state = ConsumerStateBoard()
     session_context.forget_loaded_state()
     settings = session_context.settings
     yield session_context
