@@ -25,6 +25,7 @@ from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, L
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
+from statistics_manager_service.query.params import EARLIEST, LATEST
 from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.views import period_statistics
 from statistics_manager_service.storage.tables import Household
@@ -64,6 +65,8 @@ def bill_request(
         dt.date(year, month, billing_day)
     except ValueError:
         raise BadRequest(f"period must be a month as YYYY-MM, e.g. 2026-02: {period!r}") from None
+    if not EARLIEST.year <= year < LATEST.year:
+        raise BadRequest(f"period must lie between {EARLIEST.year}-01 and {LATEST.year - 1}-12: {period!r}")
     return BillRequest(user_id, year, month, billing_day, large_family)
 
 

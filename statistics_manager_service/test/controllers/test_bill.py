@@ -179,6 +179,7 @@ def test_who_may_read_a_bill_and_bad_input(client, context: ServiceContext, auth
         ({"period": "2026-13"}, "period"),
         ({"period": "2026-02", "billing_day": 29}, "billing_day"),
         ({"period": "2099-01"}, "period"),
+        ({"period": "1999-12"}, "period"),
     ):
         bad = client.get(url, params={"user_id": USER, **query}, headers=auth_headers(service=True))
         assert bad.status_code == 400, query
