@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.resources
 import os
@@ -50,6 +51,43 @@ class TariffBook:
     power_charges: tuple[PriceEntry, ...]  # contracted kVA (as text) -> EUR/day
     power_levels_kva: tuple[float, ...]  # ascending, the same in every power-charge entry
     carbon_intensity_g_per_kwh: Mapping[str, float]  # zone -> g/kWh, with a "default" entry
+    taxes: tuple[TaxRules, ...] = ()  # sorted by valid_from; empty: the book prices no bill
+
+
+# The VAT rate each fee bears, by name.
+VAT_KINDS = ("reduced", "normal")
+
+
+@dataclass(frozen=True)
+class TaxRules:
+    """The taxes and fees a bill adds, from a local date on (see the tariff book's `taxes`)."""
+
+    valid_from: dt.date
+    vat_normal_rate: float
+    vat_reduced_rate: float
+    reduced_vat_kwh_per_30_days: float
+    reduced_vat_kwh_per_30_days_large_family: float
+    reduced_vat_energy_max_kva: float
+    reduced_vat_power_max_kva: float
+    excise_eur_per_kwh: float
+    excise_vat: str
+    audiovisual_eur_per_month: float
+    audiovisual_vat: str
+    dgeg_eur_per_month: float
+    dgeg_vat: str
+
+    def vat_rate(self, kind: str) -> float:
+        """Return the rate of a VAT kind (`reduced` or `normal`)."""
+        return self.vat_reduced_rate if kind == "reduced" else self.vat_normal_rate
+
+
+def taxes_in_force(book: TariffBook, day: dt.date) -> TaxRules | None:
+    """Return the tax rules in force on a local day (the earliest entry also covers earlier days)."""
+    current = book.taxes[0] if book.taxes else None
+    for rules in book.taxes:  # a handful of dated entries
+        if rules.valid_from <= day:
+            current = rules
+    return current
 
 
 def entry_days(entries: Sequence[PriceEntry]) -> IntArray:
@@ -94,7 +132,7 @@ def parse_tariff_book(raw: Any) -> TariffBook:
     """Validate a parsed YAML document and build the book."""
     root = _mapping(raw, "tariffs file")
     known = {"version", "currency", "schedules", "tariffs", "export_prices_eur_per_kwh",
-             "power_charges_eur_per_day", "carbon_intensity_g_per_kwh"}  # fmt: skip
+             "power_charges_eur_per_day", "carbon_intensity_g_per_kwh", "taxes"}  # fmt: skip
     unknown = sorted(set(map(str, root)) - known)
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown key")
@@ -123,7 +161,41 @@ def parse_tariff_book(raw: Any) -> TariffBook:
     }
     if DEFAULT_ZONE_KEY not in carbon:
         raise ValueError("carbon_intensity_g_per_kwh.default: missing (used for zones not listed)")
-    return TariffBook(currency, schedules, tariffs, export_prices, power_charges, levels, carbon)
+    taxes = _parse_taxes(root["taxes"]) if "taxes" in root else ()
+    return TariffBook(currency, schedules, tariffs, export_prices, power_charges, levels, carbon, taxes)
+
+
+def _parse_taxes(raw: Any) -> tuple[TaxRules, ...]:
+    """Validate the dated tax entries: every field of TaxRules, rates below 1, VAT kinds named."""
+    path = "taxes"
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{path}: expected a non-empty list of entries with valid_from")
+    names = [field.name for field in dataclasses.fields(TaxRules)]
+    entries = []
+    for index, item in enumerate(raw):
+        entry_path = f"{path}[{index}]"
+        item = _mapping(item, entry_path)
+        given = set(map(str, item))
+        if given != set(names):
+            missing, extra = sorted(set(names) - given), sorted(given - set(names))
+            problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"
+            raise ValueError(f"{entry_path}: {problem}")
+        values: dict[str, Any] = {"valid_from": _date(item["valid_from"], f"{entry_path}.valid_from")}
+        for name in names[1:]:
+            if name.endswith("_vat"):
+                if item[name] not in VAT_KINDS:
+                    raise ValueError(f"{entry_path}.{name}: expected one of {', '.join(VAT_KINDS)}")
+                values[name] = item[name]
+                continue
+            values[name] = _number(item[name], f"{entry_path}.{name}")
+            if name.endswith("_rate") and values[name] >= 1:
+                raise ValueError(f"{entry_path}.{name}: a rate is a fraction (0.23 for 23%)")
+        entries.append(TaxRules(**values))
+    entries.sort(key=lambda entry: entry.valid_from)
+    dates = [entry.valid_from for entry in entries]
+    if len(set(dates)) != len(dates):
+        raise ValueError(f"{path}: two entries share a valid_from date")
+    return tuple(entries)
 
 
 def _parse_tariff(name: str, raw: Any, schedules: Mapping[str, Schedule]) -> TariffSpec:

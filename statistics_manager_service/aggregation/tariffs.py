@@ -36,6 +36,7 @@ __all__ = [
     "PRICE_COLUMNS",
     "TariffBook",
     "book_fingerprint",
+    "daily_power_charge_eur",
     "first_changed_date",
     "load_tariff_book",
     "price_buckets",
@@ -54,7 +55,7 @@ PRICE_COLUMNS = (
 _HOUSEHOLD_COLUMNS = ("user_id", "timezone", "tariff_type", "contracted_power_kva", "zone")
 
 
-def _contracted_kva(column: pd.Series) -> FloatArray:
+def contracted_kva(column: pd.Series) -> FloatArray:
     """Return contracted power in kVA from numbers or account-manager text such as '6.9 kVA'."""
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -81,10 +82,10 @@ def _contracts_for(
     return by_user.reindex(pd.Index(users, dtype=object)).iloc[codes].reset_index()
 
 
-def _fixed_cost_eur(
-    book: TariffBook, kva: FloatArray, users: ObjectArray, days: IntArray, day_length_s: IntArray
+def daily_power_charge_eur(
+    book: TariffBook, kva: FloatArray, users: ObjectArray, days: IntArray
 ) -> FloatArray:
-    """Spread each local day's power charge evenly over that day's 15-minute buckets."""
+    """Return the power charge (EUR/day) of each contracted power on each local day."""
     levels = np.asarray(book.power_levels_kva)
     # A contracted power between two levels pays the next level up (tolerating float noise).
     level = np.searchsorted(levels, kva - 1e-9, side="left")
@@ -92,7 +93,15 @@ def _fixed_cost_eur(
     if bad.any():
         names = ", ".join(map(str, pd.unique(users[bad])[:5]))
         raise ValueError(f"households.contracted_power_kva: no power charge for user(s) {names}")
-    daily_eur = power_charge_matrix(book)[entry_index(book.power_charges, days), level]
+    charges: FloatArray = power_charge_matrix(book)[entry_index(book.power_charges, days), level]
+    return charges
+
+
+def _fixed_cost_eur(
+    book: TariffBook, kva: FloatArray, users: ObjectArray, days: IntArray, day_length_s: IntArray
+) -> FloatArray:
+    """Spread each local day's power charge evenly over that day's 15-minute buckets."""
+    daily_eur = daily_power_charge_eur(book, kva, users, days)
     # 92, 96 or 100 buckets: DST days (and time-zone transition days) are shorter or longer.
     return daily_eur * BUCKET_SECONDS / day_length_s
 
@@ -172,7 +181,7 @@ def price_buckets(
             export_price[positions] = export_matrix[entry_index(book.export_prices, local_days), 0]
 
     day_length_s = calendars.day_starts(bucket_users, days + 1) - calendars.day_starts(bucket_users, days)
-    kva = _contracted_kva(contracts["contracted_power_kva"])
+    kva = contracted_kva(contracts["contracted_power_kva"])
     fixed_cost_eur = _fixed_cost_eur(book, kva, bucket_users, days, day_length_s)
     imported_kwh = buckets["energy_imported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
     exported_kwh = buckets["energy_exported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -214,7 +223,8 @@ def first_changed_date(old_book: TariffBook, new_book: TariffBook) -> dt.date | 
     """Return the earliest local date whose prices differ between two books (None: identical).
 
     `date.min` means all history: an undated part changed (a schedule, a CO2 default, the
-    currency, a tariff added or removed) or the earliest entry, which also covers earlier days.
+    currency, a tariff removed) or the earliest entry, which also covers earlier days. A tariff
+    added changes nothing priced before; taxes are not part of the stored statistics.
     """
     if (old_book.currency, dict(old_book.carbon_intensity_g_per_kwh)) != (
         new_book.currency,
@@ -227,6 +237,8 @@ def first_changed_date(old_book: TariffBook, new_book: TariffBook) -> dt.date | 
     ]
     for name in sorted(set(old_book.tariffs) | set(new_book.tariffs)):
         old, new = old_book.tariffs.get(name), new_book.tariffs.get(name)
+        if old is None and new is not None:
+            continue  # no household had it (pricing refuses an unknown tariff): nothing to reprice
         if old is None or new is None or old.priced_by_series != new.priced_by_series:
             return dt.date.min
         if old_book.schedules[old.schedule].digest != new_book.schedules[new.schedule].digest:

@@ -4,6 +4,7 @@ quarter hours and hours from the stored readings, weeks, months and years from t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -60,3 +61,31 @@ def period_statistics(
             return children.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
     assert level.engine is not None
     return inside_windows(rollup(children, calendars, level.engine), windows, "period_start")
+
+
+def quarter_hours_under_contracts(
+    session: Session,
+    book: TariffBook,
+    default_timezone: str,
+    user_id: str,
+    start_s: int,
+    end_s: int,
+    variants: Sequence[dict[str, Any]],
+) -> list[pd.DataFrame]:
+    """Compute a household's 15-minute buckets in [start_s, end_s) once per variant of its
+    contract: each variant replaces fields (`tariff_type`, `contracted_power_kva`) in every
+    version of its history; `{}` prices them as /energy-cost does. Each frame is sorted by start."""
+    household = session.get(Household, user_id)
+    households = {} if household is None else {user_id: household}
+    windows = clipped(households, pd.DataFrame({"user_id": [user_id], "start_s": start_s, "end_s": end_s}))
+    if windows.empty:
+        return [pd.DataFrame({"user_id": pd.Series(dtype=object), "bucket_start": pd.Series(dtype="int64")})
+                for _ in variants]  # fmt: skip
+    contracts, calendars = household_contracts(session, households, default_timezone)
+    readings = readings_with_context(session, households, windows)
+    return [
+        priced_buckets(session, book, contracts.assign(**variant), calendars, windows, readings)
+        .sort_values("bucket_start", kind="stable")
+        .reset_index(drop=True)
+        for variant in variants
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.resources
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pyerse import comercializador
 
 from statistics_manager_service.aggregation import (
     book_fingerprint,
@@ -18,6 +20,7 @@ from statistics_manager_service.aggregation import (
     price_buckets,
     tariff_periods,
 )
+from statistics_manager_service.aggregation.tariff_book import taxes_in_force
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.test.aggregation.factories import (
     households,
@@ -68,11 +71,37 @@ def periods_at(local_times: list[str], schedule: str) -> list[str]:
 
 def test_packaged_book_is_valid_and_complete() -> None:
     assert BOOK.currency == "EUR"
-    assert set(BOOK.tariffs) == {"simple", "bi-hourly", "tri-hourly", "dynamic"}
+    assert set(BOOK.tariffs) == {
+        "simple",
+        "bi-hourly",
+        "tri-hourly",
+        "bi-hourly-weekly",
+        "tri-hourly-weekly",
+        "dynamic",
+    }
     expected_levels = (1.15, 2.3, 3.45, 4.6, 5.75, 6.9, 10.35, 13.8, 17.25, 20.7, 27.6, 34.5, 41.4)
     assert BOOK.power_levels_kva == expected_levels
     assert {"PT", "ES", "FR", "DE", "default"} <= set(BOOK.carbon_intensity_g_per_kwh)
     assert book_fingerprint(load_tariff_book()) == book_fingerprint(BOOK)
+
+
+def test_a_tariff_added_to_the_book_reprices_nothing_and_one_removed_everything() -> None:
+    smaller = dataclasses.replace(
+        BOOK, tariffs={name: spec for name, spec in BOOK.tariffs.items() if not name.endswith("-weekly")}
+    )
+    assert first_changed_date(smaller, BOOK) is None
+    assert first_changed_date(BOOK, smaller) == dt.date.min
+
+
+def test_the_books_taxes_are_those_pyerse_applies() -> None:
+    rules = taxes_in_force(BOOK, dt.date(2026, 2, 1))
+    assert rules is not None
+    assert 1 + rules.vat_reduced_rate == pytest.approx(comercializador.IVA_REDUZIDA)
+    assert 1 + rules.vat_normal_rate == pytest.approx(comercializador.IVA_NORMAL)
+    assert rules.excise_eur_per_kwh == pytest.approx(comercializador.IMPOSTO_ESPECIAL_CONSUMO)
+    assert rules.audiovisual_eur_per_month == pytest.approx(comercializador.CONTRIB_AUDIOVISUAL)
+    assert rules.dgeg_eur_per_month == pytest.approx(comercializador.TAXA_DGEG)
+    assert (rules.excise_vat, rules.audiovisual_vat, rules.dgeg_vat) == ("normal", "reduced", "normal")
 
 
 def test_bi_hourly_edges() -> None:

@@ -1,0 +1,145 @@
+"""What a household's consumption would have cost under every option of its tariff book, and the
+smallest standard contracted power that covers its highest 15-minute demand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from statistics_manager_service.aggregation.bill import cents
+from statistics_manager_service.aggregation.contracts import Calendars
+from statistics_manager_service.aggregation.granularity import SECONDS_PER_HOUR
+from statistics_manager_service.aggregation.localtime import format_local_iso
+from statistics_manager_service.aggregation.tariff_book import TariffBook
+from statistics_manager_service.exception_handling_utils.errors import BadRequest, UserNotFound
+from statistics_manager_service.query.params import parse_instant
+from statistics_manager_service.recompute.inputs import household_contracts
+from statistics_manager_service.recompute.views import quarter_hours_under_contracts
+from statistics_manager_service.storage.signals import load_prices
+from statistics_manager_service.storage.tables import Household
+
+MAX_RANGE_DAYS = 366
+_COST_COLUMNS = ("energy_cost_eur", "fixed_cost_eur", "export_revenue_eur", "net_cost_eur")
+
+
+def comparison_range(start_date: str, end_date: str | None, now: dt.datetime) -> tuple[int, int]:
+    """Validate the range: start before end (default now), at most MAX_RANGE_DAYS days."""
+    start = parse_instant(start_date, "start_date")
+    end = parse_instant(end_date, "end_date") if end_date else now
+    if start >= end:
+        raise BadRequest("start_date must be before end_date")
+    if end - start > dt.timedelta(days=MAX_RANGE_DAYS):
+        raise BadRequest(
+            f"start_date to end_date spans more than {MAX_RANGE_DAYS} days; compare a shorter range"
+        )
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def _sums(frame: pd.DataFrame) -> dict[str, float]:
+    return {
+        name.removesuffix("_eur"): cents(float(np.nansum(frame[name].to_numpy(dtype=float))))
+        if name in frame.columns
+        else 0.0
+        for name in _COST_COLUMNS
+    }
+
+
+def load_tariff_comparison(
+    session: Session, user_id: str, start_s: int, end_s: int, book: TariffBook, default_timezone: str
+) -> dict[str, Any]:
+    """Price the household's 15-minute consumption of [start_s, end_s) with every tariff of the
+    book (dynamic only where the zone has prices in the range) and its power at the smallest
+    standard level that covers its highest 15-minute demand."""
+    household = session.get(Household, user_id)
+    if household is None:
+        raise UserNotFound(user_id)
+    contracts, calendars = household_contracts(session, {user_id: household}, default_timezone)
+    users = np.array([user_id], dtype=object)
+    current = contracts.iloc[
+        int(np.searchsorted(contracts["effective_s"].to_numpy(), end_s - 1, "right")) - 1
+    ]
+    zone = str(current["zone"])
+    prices = load_prices(session, [zone], start_s, end_s)
+    has_prices = not prices.empty and (prices["direction"] == "import").any()
+    options = [name for name, spec in book.tariffs.items() if not spec.priced_by_series or has_prices]
+    frames = quarter_hours_under_contracts(
+        session, book, default_timezone, user_id, start_s, end_s, [{"tariff_type": name} for name in options]
+    )
+    priced: list[dict[str, Any]] = [
+        {
+            "tariff_type": name,
+            "cycle": book.tariffs[name].schedule,
+            **_sums(frame),
+            "current": name == current["tariff_type"],
+        }
+        for name, frame in zip(options, frames, strict=True)
+    ]
+    cheapest = min(priced, key=lambda option: option["net_cost"])
+    current_option = next((option for option in priced if option["current"]), None)
+    bounds = np.array([start_s, end_s], dtype=np.int64)
+    start_iso, end_iso = format_local_iso(bounds, calendars.zones_at(np.repeat(users, 2), bounds)).tolist()
+    reference = frames[options.index(current_option["tariff_type"])] if current_option else frames[0]
+    imported_kwh = float(np.nansum(reference.get("energy_imported_kwh", pd.Series(dtype=float))))
+    power = _power_advice(
+        session, book, default_timezone, user_id, (start_s, end_s), reference, current, calendars
+    )
+    return {
+        "user_id": user_id,
+        "start": start_iso,
+        "end": end_iso,
+        "currency": book.currency,
+        "energy_imported_kwh": round(imported_kwh, 3),
+        "current": current["tariff_type"],
+        "cheapest": cheapest["tariff_type"],
+        "saving": cents(current_option["net_cost"] - cheapest["net_cost"]) if current_option else None,
+        "options": priced,
+        "power": power,
+    }
+
+
+def _power_advice(
+    session: Session,
+    book: TariffBook,
+    default_timezone: str,
+    user_id: str,
+    span: tuple[int, int],
+    buckets: pd.DataFrame,
+    current: pd.Series,
+    calendars: Calendars,
+) -> dict[str, Any]:
+    """The highest 15-minute grid demand and the smallest standard power covering it, with the
+    power term it would have cost over the same buckets."""
+    contracted = float(current["contracted_power_kva"])
+    if buckets.empty or buckets["energy_imported_kwh"].isna().all():
+        return {"peak_demand_kw": None, "peak_at": None, "contracted_power_kva": contracted,
+                "recommended_kva": None, "fixed_cost_current": None, "fixed_cost_recommended": None,
+                "saving": None}  # fmt: skip
+    demand_kw = buckets["energy_imported_kwh"].to_numpy(dtype=float) * (SECONDS_PER_HOUR / 900)
+    peak = int(np.nanargmax(demand_kw))
+    peak_kw = float(demand_kw[peak])
+    levels = np.asarray(book.power_levels_kva)
+    # kVA taken as kW (power factor 1): the ladder's smallest level at or above the peak.
+    fitting = levels[levels >= peak_kw - 1e-9]
+    recommended = float(fitting[0]) if fitting.size else None
+    peak_s = np.array([int(buckets["bucket_start"].iloc[peak])], dtype=np.int64)
+    peak_at = format_local_iso(peak_s, calendars.zones_at(np.array([user_id], dtype=object), peak_s)).iloc[0]
+    fixed_current = cents(float(np.nansum(buckets["fixed_cost_eur"].to_numpy(dtype=float))))
+    fixed_recommended = None
+    if recommended is not None:
+        (under,) = quarter_hours_under_contracts(
+            session, book, default_timezone, user_id, *span, [{"contracted_power_kva": recommended}]
+        )
+        fixed_recommended = cents(float(np.nansum(under["fixed_cost_eur"].to_numpy(dtype=float))))
+    return {
+        "peak_demand_kw": round(peak_kw, 3),
+        "peak_at": peak_at,
+        "contracted_power_kva": contracted,
+        "recommended_kva": recommended,
+        "fixed_cost_current": fixed_current,
+        "fixed_cost_recommended": fixed_recommended,
+        "saving": cents(fixed_current - fixed_recommended) if fixed_recommended is not None else None,
+    }
