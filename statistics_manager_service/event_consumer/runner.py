@@ -112,6 +112,8 @@ def start_workers(context: ServiceContext, background: Background) -> None:
         )
         context.relay = relay
         background.spawn("outbox-relay", relay.run)
+        # No consumer drains recorded zone-wide recomputations between batches: this thread does.
+        background.spawn("pending-recomputes", lambda stop: drain_pending_recomputes(processor, stop))
         return
     consumer = EventConsumer(context, processor)
     background.spawn("event-consumer", consumer.run)
@@ -135,6 +137,20 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     relay = OutboxRelay(context.session_factory, publish)
     context.relay = relay
     background.spawn("outbox-relay", relay.run)
+
+
+def drain_pending_recomputes(processor: BatchProcessor, stop: threading.Event, idle_s: float = 1.0) -> None:
+    """Do the recorded chunks of zone-wide recomputations one transaction at a time until stopped;
+    wait `idle_s` when there is none, and back off while the database is unavailable."""
+    backoff = Backoff(stop)
+    while not stop.is_set():
+        try:
+            if not processor.recompute_pending():
+                stop.wait(idle_s)
+            backoff.reset()
+        except Exception as error:  # noqa: BLE001 - the chunk stays recorded and is tried again
+            logger.warning("pending recomputation postponed: %s", str(error).splitlines()[0])
+            backoff.wait()
 
 
 def start_background(context: ServiceContext, role: str) -> Background:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
 
 import orjson
 import pandas as pd
 import sqlalchemy as sa
 
 from statistics_manager_service.context import ServiceContext
-from statistics_manager_service.event_consumer.runner import build_processor
+from statistics_manager_service.event_consumer.runner import build_processor, drain_pending_recomputes
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import Household, OutboxEvent, PendingRecompute
 from statistics_manager_service.tariff_loading import updater_for
@@ -141,3 +143,28 @@ def test_a_zone_is_recomputed_in_bounded_resumable_chunks_while_readings_flow(
     rebuilt = statistics_rows(context, "daily", COMPARED)
     pd.testing.assert_frame_equal(stored, rebuilt)
     assert (stored["co2_kg"] > 0).all()
+
+
+def test_without_a_broker_the_recorded_chunks_are_drained_in_the_background(context: ServiceContext) -> None:
+    # The embedded default has no consumer to do a chunk between batches: a thread does.
+    context.settings = dataclasses.replace(context.settings, recompute_households_per_transaction=2)
+    assert not context.settings.kafka_enabled
+    users = _zone_with_history(context, 7)
+    hours = [_first_day() + dt.timedelta(hours=h) for h in range(24)]
+    assert process(context, [signal_message("CarbonIntensity", _intensity(hours, 150.0))]) == []
+    assert _pending(context) == 1
+    stop = threading.Event()
+    drainer = threading.Thread(target=drain_pending_recomputes, args=(build_processor(context), stop, 0.05))
+    drainer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while _pending(context) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        drainer.join(timeout=30)
+    assert _pending(context) == 0
+    stored = statistics_rows(context, "daily", COMPARED)
+    with session_scope(context.session_factory) as session:
+        updater_for(context).rebuild(session, users, cause="test")
+    pd.testing.assert_frame_equal(stored, statistics_rows(context, "daily", COMPARED))
