@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,10 +15,8 @@ from kafka import KafkaConsumer
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage.tables import ConsumptionCurve
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     debezium_payload,
-    kafka_context,
     producer,
     publish,
     running_workers,
@@ -35,14 +32,6 @@ ZONE = ZoneInfo("Europe/Lisbon")
 FIRST_DAY = dt.date(2026, 2, 13)  # five weeks of readings, all in winter time
 DAYS = 35
 QUARTER = dt.timedelta(minutes=15)
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _consumed_wh(day_index: int, quarter: int) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,9 +15,8 @@ import yaml
 
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import ServiceContext
-from statistics_manager_service.test.conftest import REPO_ROOT, clear_tables
+from statistics_manager_service.test.conftest import REPO_ROOT
 from statistics_manager_service.test.event_consumer.kafka_support import (
-    kafka_context,
     producer,
     publish,
     running_workers,
@@ -31,15 +29,6 @@ from statistics_manager_service.tokens import issue_token
 
 BUCKET_KWH = 0.2  # every reading below adds 200 Wh to the import register per quarter hour
 BOOK = yaml.safe_load((REPO_ROOT / "statistics_manager_service/aggregation/tariffs.yaml").read_text())
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _in_force(entries: list[dict[str, Any]], day: dt.date) -> dict[Any, float]:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
 from statistics_manager_service.context import ServiceContext
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     drain,
-    kafka_context,
     publish,
     running_workers,
     wait_until,
@@ -27,15 +23,6 @@ USER = "bigmsghome"
 # Just under the producer's default max_request_size (1 MiB): the message fits, its dead letter
 # (the message plus its reason in headers) does not.
 INVALID_SIZE = 1024 * 1024 - 120
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group (default sizes)."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _committed(broker: KafkaBroker, group_id: str, partition: TopicPartition) -> int | None:

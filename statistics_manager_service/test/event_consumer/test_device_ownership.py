@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage.tables import DeviceMapping
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     drain,
-    kafka_context,
     producer,
     publish,
     running_workers,
@@ -27,15 +23,6 @@ from statistics_manager_service.test.support.statistics import stored_reading_co
 START = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 FIRST, SECOND = "devhome001", "devhome002"
 DONGLE = "dongle-key-0001"
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _owner(context: ServiceContext) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -30,15 +29,6 @@ from statistics_manager_service.test.support.statistics import stored_reading_co
 from statistics_manager_service.tokens import issue_token
 
 START = dt.datetime(2026, 5, 4, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _count(context: ServiceContext, statement: sa.Select[tuple[int]]) -> int:

@@ -20,11 +20,9 @@ from statistics_manager_service import tracing
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.storage.tables import ConsumptionCurve, Household
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     debezium_payload,
     drain,
-    kafka_context,
     producer,
     running_workers,
     wait_until,
@@ -39,15 +37,6 @@ UPSTREAM_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 UPSTREAM_SPAN_ID = 0x00F067AA0BA902B7
 UPSTREAM_TRACEPARENT = f"00-{UPSTREAM_TRACE_ID:032x}-{UPSTREAM_SPAN_ID:016x}-01"
 MOCK_CURVE = "/api/statistics/mock-consumption-curve-producer?user_id={}&start_date=2026-05-04T00:00:00Z&delivery_time=60"
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 @pytest.fixture

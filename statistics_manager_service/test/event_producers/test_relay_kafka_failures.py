@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
 
 from statistics_manager_service.context import ServiceContext
@@ -12,26 +9,15 @@ from statistics_manager_service.event_producers.outbox import NewEvent, add_even
 from statistics_manager_service.event_producers.relay import MAX_PUBLISH_ATTEMPTS
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import OutboxEvent
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     debezium_payload,
     drain,
-    kafka_context,
     running_workers,
     wait_until,
 )
 from statistics_manager_service.test.support.kafka_broker import KafkaBroker
 
 USER = "bigevthome"
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context wired to the broker with private topics and group (default sizes)."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _rows(context: ServiceContext) -> list[tuple[str, str, int, str | None]]:

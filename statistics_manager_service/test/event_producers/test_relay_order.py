@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import sqlalchemy as sa
 from kafka import KafkaProducer
 
@@ -15,11 +14,9 @@ from statistics_manager_service.event_producers.outbox import NewEvent, add_even
 from statistics_manager_service.event_producers.relay import OutboxRelay, kafka_publisher
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import OutboxEvent
-from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.event_consumer.kafka_support import (
     debezium_payload,
     drain,
-    kafka_context,
     wait_until,
 )
 from statistics_manager_service.test.support.kafka_broker import KafkaBroker
@@ -27,15 +24,6 @@ from statistics_manager_service.test.support.kafka_broker import KafkaBroker
 USER = "orderhome1"
 EVENTS = 1200
 BATCH = 40  # many batches, for two relays to race over
-
-
-@pytest.fixture
-def kafka_ctx(postgres_url: str, kafka_broker: KafkaBroker) -> Iterator[ServiceContext]:
-    """A PostgreSQL context with private topics on the broker."""
-    context = kafka_context(postgres_url, kafka_broker)
-    clear_tables(context.engine)
-    yield context
-    context.engine.dispose()
 
 
 def _outbox_rows(context: ServiceContext) -> int:
