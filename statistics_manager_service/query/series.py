@@ -164,6 +164,7 @@ class UserSeries:
     user_id: str
     timezone: str
     metrics: list[dict[str, Any]]
+    period_starts: Sequence[int] = ()  # each record's bucket start, epoch seconds
 
 
 def household_timezones(session: Session, user_ids: Sequence[str], default_timezone: str) -> dict[str, str]:
@@ -283,7 +284,7 @@ def load_series(
             present = [value is not None for value in selected[metric.column]]
             selected = {name: list(itertools.compress(values, present)) for name, values in selected.items()}
         records = shape_records(selected, zones[user_id], metric, request.include_quality, request.level)
-        series.append(UserSeries(user_id, zones[user_id], records))
+        series.append(UserSeries(user_id, zones[user_id], records, selected["period_start"]))
     return series
 
 
