@@ -13,7 +13,7 @@ from statistics_manager_service.aggregation.compare import CompareTo, comparison
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.rollup import period_bounds
 from statistics_manager_service.query.params import SeriesRequest
-from statistics_manager_service.query.series import Metric, UserSeries, aligned_starts, load_series, local_iso
+from statistics_manager_service.query.series import Metric, UserSeries, load_series, local_iso
 from statistics_manager_service.recompute import StatisticsUpdater
 
 
@@ -27,11 +27,12 @@ def compared_fields(metric: Metric) -> list[str]:
 def _requested_span(request: SeriesRequest, zone: str) -> tuple[int, int]:
     """[start of the first bucket, end of the last bucket) of the requested range in `zone`."""
     granularity = request.engine_granularity
-    first = aligned_starts(request.start_s, {zone: zone}, granularity)[zone]
     if granularity is None:
+        first = request.start_s // BUCKET_SECONDS * BUCKET_SECONDS
         return first, -(-request.end_s // BUCKET_SECONDS) * BUCKET_SECONDS
-    last_start = aligned_starts(request.end_s - 1, {zone: zone}, granularity)[zone]
-    return first, period_bounds(last_start, zone, granularity)[1]
+    return period_bounds(request.start_s, zone, granularity)[0], period_bounds(
+        request.end_s - 1, zone, granularity
+    )[1]
 
 
 def load_compared_series(
