@@ -11,10 +11,12 @@ from typing import Any
 import flask
 
 from statistics_manager_service import metrics
+from statistics_manager_service.aggregation.compare import CompareTo
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.app import service_context
 from statistics_manager_service.auth import authorize_users, current_principal
 from statistics_manager_service.controllers.responses import json_body_response, json_response
+from statistics_manager_service.query.compare import compared_fields, load_compared_series
 from statistics_manager_service.query.params import SeriesRequest, series_request
 from statistics_manager_service.query.series import METRICS, UserSeries, load_series, record_fields
 from statistics_manager_service.storage.engine import read_call, session_scope
@@ -70,25 +72,32 @@ def series_response(
     end_date: str | None,
     group_by: str,
     include_quality: bool,
+    compare_to: CompareTo | None = None,
 ) -> flask.Response:
-    """Serve a historic series endpoint."""
+    """Serve a historic series endpoint, with each bucket's earlier bucket when `compare_to` is given."""
     context = service_context()
     request = series_request(user_ids, start_date, end_date, group_by, include_quality)
     authorize_users(current_principal(), request.user_ids)
     statistics = updater_for(context)
+    metric = METRICS[kind]
+
+    def read(flat: bool) -> list[UserSeries]:
+        if compare_to is None:
+            return read_call(context.reads, load_series, request, metric, statistics)
+        return read_call(context.reads, load_compared_series, request, metric, statistics, compare_to, flat)
+
     if wants_csv():
-        series = read_call(context.reads, load_series, request, METRICS[kind], statistics)
-        fields = record_fields(METRICS[kind], request.include_quality)
-        return csv_response(series, fields, csv_file_name(kind, request))
+        fields = record_fields(metric, request.include_quality)
+        fields += compared_fields(metric) if compare_to else []
+        return csv_response(read(True), fields, csv_file_name(kind, request))
 
     def body() -> Any:
-        series = read_call(context.reads, load_series, request, METRICS[kind], statistics)
-        return [{"user_id": s.user_id, "metrics": s.metrics} for s in series]
+        return [{"user_id": s.user_id, "metrics": s.metrics} for s in read(False)]
 
-    return cached_json_response(series_key(kind, request), request.user_ids, body)
+    return cached_json_response(series_key(kind, request, compare_to), request.user_ids, body)
 
 
-def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
+def series_key(kind: str, request: SeriesRequest, compare_to: str | None = None) -> tuple[object, ...]:
     """What a series body depends on besides the stored statistics.
 
     Periods start on multiples of 15 minutes (every time zone's offset has been a multiple of 15
@@ -96,7 +105,8 @@ def series_key(kind: str, request: SeriesRequest) -> tuple[object, ...]:
     selects the same periods: an open-ended request (end = now) keeps one key per quarter hour.
     """
     end_quarter = -(-request.end_s // BUCKET_SECONDS)
-    return (kind, request.user_ids, request.group_by, request.start_s, end_quarter, request.include_quality)
+    quality = request.include_quality
+    return (kind, request.user_ids, request.group_by, request.start_s, end_quarter, quality, compare_to)
 
 
 def cached_json_response(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import flask
 
+from statistics_manager_service.aggregation.compare import CompareTo
 from statistics_manager_service.app import service_context
 from statistics_manager_service.controllers.common import authorized_session_call, series_response
 from statistics_manager_service.controllers.responses import json_response
@@ -23,8 +24,9 @@ def series_endpoint(kind: str, summary: str) -> SeriesHandler:
         group_by: str = "daily",
         end_date: str | None = None,
         include_quality: bool = False,
+        compare_to: CompareTo | None = None,
     ) -> flask.Response:
-        return series_response(kind, user_ids, start_date, end_date, group_by, include_quality)
+        return series_response(kind, user_ids, start_date, end_date, group_by, include_quality, compare_to)
 
     handler.__doc__ = summary
     return handler

@@ -34,7 +34,20 @@ class Metric:
     extras: tuple[tuple[str, str], ...] = ()
     value_key: str = "value"
     skip_missing: bool = False  # power and voltage buckets without samples are left out
+    # With `compare_to`, `previous` holds these fields of the earlier bucket; empty: its value.
+    previous_fields: tuple[str, ...] = ()
 
+
+# The energy balance (Home Assistant's energy model): field -> column; the ratios are 0 to 1.
+BALANCE_FIELDS = (
+    ("consumption", "consumption_kwh"),
+    ("grid_import", "energy_imported_kwh"),
+    ("grid_export", "energy_exported_kwh"),
+    ("generation", "energy_generated_kwh"),
+    ("self_consumed", "measured_self_consumed_kwh"),
+    ("self_sufficiency", "self_sufficiency"),
+    ("self_consumption_ratio", "self_consumption_ratio"),
+)
 
 METRICS: dict[str, Metric] = {
     "consumption": Metric("consumption_kwh", "kWh"),
@@ -68,6 +81,9 @@ METRICS: dict[str, Metric] = {
         ),
     ),
     "co2": Metric("co2_kg", "kgCO2eq", (("avoided", "co2_avoided_kg"),)),
+    "balance": Metric(
+        "consumption_kwh", "kWh", BALANCE_FIELDS, previous_fields=tuple(n for n, _ in BALANCE_FIELDS)
+    ),
     "real_energy": Metric("consumption_kwh", "kWh", value_key="energy"),
 }
 QUALITY_COLUMNS = ("covered_seconds", "reading_count", "reset_detected", "updated_at")
@@ -91,10 +107,47 @@ def _consumption_max_w(columns: dict[str, Sequence[Any]]) -> list[float | None]:
     return [None if value != value else value for value in highest.tolist()]
 
 
+def _floats(values: Sequence[Any]) -> FloatArray:
+    """A column as float64, None as NaN."""
+    return np.array(values, dtype=np.float64)
+
+
+def _nullable(values: FloatArray) -> list[float | None]:
+    return [None if value != value else value for value in values.tolist()]
+
+
+def _measured_self_consumed_kwh(columns: dict[str, Sequence[Any]]) -> list[float | None]:
+    """Self-consumed generation where a generation register tells it; None (not measured) elsewhere."""
+    generated = _floats(columns["energy_generated_kwh"])
+    return _nullable(np.where(np.isnan(generated), np.nan, _floats(columns["self_consumed_kwh"])))
+
+
+def _share(numerator: FloatArray, denominator: FloatArray) -> list[float | None]:
+    """numerator / denominator; None where either is unknown or the denominator is not positive."""
+    usable = ~np.isnan(numerator) & (denominator > 0)  # NaN > 0 is False
+    return _nullable(np.divide(numerator, denominator, out=np.full(numerator.size, np.nan), where=usable))
+
+
+def _self_sufficiency(columns: dict[str, Sequence[Any]]) -> list[float | None]:
+    """The share of consumption covered by the household's own generation."""
+    self_consumed = _floats(_measured_self_consumed_kwh(columns))
+    return _share(self_consumed, _floats(columns["consumption_kwh"]))
+
+
+def _self_consumption_ratio(columns: dict[str, Sequence[Any]]) -> list[float | None]:
+    """The share of generation used in the home rather than exported."""
+    self_consumed = _floats(_measured_self_consumed_kwh(columns))
+    return _share(self_consumed, _floats(columns["energy_generated_kwh"]))
+
+
+_SELF_CONSUMED_INPUTS = ("self_consumed_kwh", "energy_generated_kwh")
 # Columns a series reports that are computed from stored ones when shaping: name -> (inputs, function).
 DERIVED_COLUMNS: dict[str, tuple[tuple[str, ...], Any]] = {
     "consumption_mean_w": (("consumption_kwh", "span_seconds"), _consumption_mean_w),
     "consumption_max_w": (("power_imported_max_w", "self_consumed_kwh"), _consumption_max_w),
+    "measured_self_consumed_kwh": (_SELF_CONSUMED_INPUTS, _measured_self_consumed_kwh),
+    "self_sufficiency": ((*_SELF_CONSUMED_INPUTS, "consumption_kwh"), _self_sufficiency),
+    "self_consumption_ratio": (_SELF_CONSUMED_INPUTS, _self_consumption_ratio),
 }
 DECIMALS = 6
 # Formatted local timestamps per zone, shared by every request of this process: at most
@@ -111,6 +164,7 @@ class UserSeries:
     user_id: str
     timezone: str
     metrics: list[dict[str, Any]]
+    period_starts: Sequence[int] = ()  # each record's bucket start, epoch seconds
 
 
 def household_timezones(session: Session, user_ids: Sequence[str], default_timezone: str) -> dict[str, str]:
@@ -230,7 +284,7 @@ def load_series(
             present = [value is not None for value in selected[metric.column]]
             selected = {name: list(itertools.compress(values, present)) for name, values in selected.items()}
         records = shape_records(selected, zones[user_id], metric, request.include_quality, request.level)
-        series.append(UserSeries(user_id, zones[user_id], records))
+        series.append(UserSeries(user_id, zones[user_id], records, selected["period_start"]))
     return series
 
 
