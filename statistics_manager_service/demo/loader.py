@@ -253,8 +253,10 @@ def plan_events(
     """Return every demo event in sending order: accounts, grid signals, readings day by day, then
     each household's baseline forecast (`forecast(user_id, day)` makes its payload)."""
     planned: list[_Planned] = []
+    # The demo contracts hold from the first demo day, not from when the demo happens to load.
+    since = dt.datetime.fromtimestamp(span.start_s, dt.UTC).isoformat().replace("+00:00", "Z")
     for household in HOUSEHOLDS:
-        payload = _account_payload(household, household.meter_id)
+        payload = {**_account_payload(household, household.meter_id), "effective_from": since}
         planned.append(
             _Planned(
                 _content_id("account", payload),

@@ -102,6 +102,16 @@ def test_demo_loads_every_household_through_the_handlers_once(
         directions = connection.execute(sa.text("SELECT DISTINCT direction FROM energy_prices")).all()
     assert sorted(signals) == [("PT", "actual"), ("PT", "forecast")]
     assert sorted(d for (d,) in directions) == ["export", "import"]
+    with context.engine.connect() as connection:
+        versions = connection.execute(
+            sa.text(
+                "SELECT user_id, MIN(effective_from), MIN(effective_source) FROM contract_versions GROUP BY user_id"
+            )
+        ).all()
+    # Every demo contract holds from the first demo day (its readings start there), as the account
+    # event states, not from when the demo happened to load.
+    first_day = int(daily["period_start"].min())
+    assert sorted(versions) == [(user_id, first_day, "effective_from") for user_id in USER_IDS]
     before = _fingerprint(context)
 
     again = load_demo_data(context, days=DAYS, now=now)
