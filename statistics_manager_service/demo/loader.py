@@ -37,7 +37,8 @@ from statistics_manager_service.demo.households import (
 )
 from statistics_manager_service.demo.noise import lognormal_factor
 from statistics_manager_service.demo.solar import BUILT_IN, Weather, available_model, weather
-from statistics_manager_service.event_consumer.processor import DeadLetter, Message
+from statistics_manager_service.event_consumer.message import Message
+from statistics_manager_service.event_consumer.processor import DeadLetter
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.event_producers.requests import baseline_payload
 from statistics_manager_service.recompute.forecasts import baseline_forecast

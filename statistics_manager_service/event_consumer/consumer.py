@@ -29,13 +29,9 @@ from statistics_manager_service.event_consumer.dead_letters import (
     refused_for_good,
     truncated_dead_letter_record,
 )
+from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
-from statistics_manager_service.event_consumer.processor import (
-    BatchProcessor,
-    DeadLetter,
-    Message,
-    TransientFailure,
-)
+from statistics_manager_service.event_consumer.processor import BatchProcessor, DeadLetter, TransientFailure
 from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from statistics_manager_service.event_consumer.handlers import load_payload
 from statistics_manager_service.models.events import ForecastComputedSchema
 
 if TYPE_CHECKING:
-    from statistics_manager_service.event_consumer.processor import Message
+    from statistics_manager_service.event_consumer.message import Message
 
 FORECAST_TOPIC = "statistics"
 FORECAST_EVENT = "ForecastComputedEvent"

@@ -21,7 +21,7 @@ from statistics_manager_service.event_consumer.envelope import correlation_id_of
 from statistics_manager_service.log import correlation_scope
 
 if TYPE_CHECKING:
-    from statistics_manager_service.event_consumer.processor import Message
+    from statistics_manager_service.event_consumer.message import Message
 
 logger = logging.getLogger(__name__)
 

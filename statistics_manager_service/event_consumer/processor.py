@@ -36,6 +36,7 @@ from statistics_manager_service.event_consumer.handlers import (
     load_payload,
     recompute_pending,
 )
+from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_message
 from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
 from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
@@ -72,19 +73,6 @@ DEAD_LETTER_REASONS = (
 
 class TransientFailure(Exception):
     """The database (or forecast API) is unavailable: pause, retry the same batch later, commit nothing."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Message:
-    """A consumed record, independent of the Kafka client."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-    timestamp_ms: int | None = None  # the record's timestamp, when the broker gives one
 
 
 @dataclasses.dataclass(frozen=True)

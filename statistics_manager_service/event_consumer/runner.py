@@ -15,13 +15,9 @@ from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
+from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
-from statistics_manager_service.event_consumer.processor import (
-    BatchProcessor,
-    DeadLetter,
-    Message,
-    TransientFailure,
-)
+from statistics_manager_service.event_consumer.processor import BatchProcessor, DeadLetter, TransientFailure
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import (
     OutboxRelay,
