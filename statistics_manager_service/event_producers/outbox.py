@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from statistics_manager_service import tracing
 from statistics_manager_service.log import current_correlation_id
 from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
+from statistics_manager_service.storage.upsert import delete_oldest
 
 STATISTICS_AGGREGATE = "statistics"
 # The Kafka header of an event's correlation id (the HTTP header's name; consumers accept others).
@@ -155,18 +156,7 @@ def delete_created_before(session: Session, created_before_ms: int, limit: int) 
     For the Debezium mode only, where the connector reads inserts from the WAL and the service's
     relay never deletes what it would have published.
     """
-    oldest = (
-        sa.select(OutboxEvent.seq)
-        .where(OutboxEvent.timestamp < created_before_ms)
-        .order_by(OutboxEvent.seq)
-        .limit(limit)
-    )
-    result = session.execute(
-        sa.delete(OutboxEvent)
-        .where(OutboxEvent.seq.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return delete_oldest(session, OutboxEvent.seq, OutboxEvent.timestamp, created_before_ms, limit)
 
 
 def count_by_status(session: Session) -> dict[str, int]:

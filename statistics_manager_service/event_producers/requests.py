@@ -17,7 +17,7 @@ from statistics_manager_service.exception_handling_utils.errors import (
 from statistics_manager_service.recompute import StatisticsUpdater
 from statistics_manager_service.recompute.forecasts import baseline_forecast
 from statistics_manager_service.storage.households import erased_user_ids, known_user_ids
-from statistics_manager_service.storage.readings import household_reading_span
+from statistics_manager_service.storage.readings import reading_span
 
 MOCK_CURVE_EVENT = "ComputeMockConsumptionCurveEvent"
 FORECAST_EVENT = "ForecastComputedEvent"
@@ -58,7 +58,7 @@ def queue_real_data_request(
     make the consumer plan and rewrite days that hold nothing.
     """
     _require_household(session, user_id)
-    first_s, last_s = household_reading_span(session, user_id)
+    first_s, last_s = reading_span(session, user_id)
     start_s = int(start.timestamp())
     if first_s is None or last_s is None:
         raise NotFound(f"user {user_id} has no stored readings to recompute from")

@@ -22,7 +22,7 @@ from statistics_manager_service.storage.tables import (
     ReadingDay,
     StatisticsPeriod,
 )
-from statistics_manager_service.storage.upsert import upsert_rows
+from statistics_manager_service.storage.upsert import delete_oldest, upsert_rows
 
 HOUSEHOLD_COLUMNS = ["user_id", "timezone", "tariff_type", "contracted_power_kva", "zone"]
 
@@ -205,18 +205,9 @@ def record_processed(session: Session, events: Iterable[tuple[str, str]]) -> Non
 
 def prune_processed_events(session: Session, processed_before_s: int, limit: int) -> int:
     """Forget up to `limit` of the oldest event ids processed before `processed_before_s`; return how many."""
-    oldest = (
-        sa.select(ProcessedEvent.event_id)
-        .where(ProcessedEvent.processed_at < processed_before_s)
-        .order_by(ProcessedEvent.processed_at)
-        .limit(limit)
+    return delete_oldest(
+        session, ProcessedEvent.event_id, ProcessedEvent.processed_at, processed_before_s, limit
     )
-    result = session.execute(
-        sa.delete(ProcessedEvent)
-        .where(ProcessedEvent.event_id.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def update_households(session: Session, updates: pd.DataFrame) -> None:

@@ -376,24 +376,15 @@ def neighbour_times(session: Session, keys: pd.DataFrame, before: bool) -> list[
     return result
 
 
-def reading_span(session: Session, user_id: str, source: str) -> tuple[int | None, int | None]:
-    """Return the first and last stored reading time of a household's source."""
+def reading_span(session: Session, user_id: str, source: str | None = None) -> tuple[int | None, int | None]:
+    """Return the first and last stored reading time of a household's source (of all its sources
+    when `source` is None)."""
     table = ReadingDay.__table__
+    condition = table.c.user_id == user_id
+    if source is not None:
+        condition = sa.and_(condition, table.c.source == source)
     row = session.execute(
-        sa.select(sa.func.min(table.c.first_ts), sa.func.max(table.c.last_ts)).where(
-            table.c.user_id == user_id, table.c.source == source
-        )
-    ).one()
-    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
-
-
-def household_reading_span(session: Session, user_id: str) -> tuple[int | None, int | None]:
-    """Return the first and last stored reading time of a household, over all its sources."""
-    table = ReadingDay.__table__
-    row = session.execute(
-        sa.select(sa.func.min(table.c.first_ts), sa.func.max(table.c.last_ts)).where(
-            table.c.user_id == user_id
-        )
+        sa.select(sa.func.min(table.c.first_ts), sa.func.max(table.c.last_ts)).where(condition)
     ).one()
     return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
 

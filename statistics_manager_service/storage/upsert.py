@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from statistics_manager_service.storage import pg_copy
 from statistics_manager_service.storage.tables import Base
@@ -212,3 +212,21 @@ def upsert_frame(
     )
     if not copied:
         _executemany(session, table, frame_records(frame), keys, merge)
+
+
+def delete_oldest(
+    session: Session,
+    key: InstrumentedAttribute[Any],
+    age: InstrumentedAttribute[Any],
+    before: int,
+    limit: int,
+) -> int:
+    """Delete up to `limit` rows of `key`'s table whose `age` column is below `before`, oldest first
+    (a bounded batch, so that pruning never holds one long transaction); return how many."""
+    oldest = sa.select(key).where(age < before).order_by(age).limit(limit)
+    result = session.execute(
+        sa.delete(key.class_)
+        .where(key.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
