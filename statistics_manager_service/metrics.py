@@ -179,13 +179,21 @@ def record_build_info(version: str, revision: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs. A killed process its parent has not reaped yet (a zombie) is gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists()  # ended meanwhile, unless there is no procfs
+    except OSError:
+        return True
+    # The state follows the parenthesised command name, which may itself contain spaces.
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] != "Z"
 
 
 def process_ids(directory: str) -> tuple[list[int], list[int]]:

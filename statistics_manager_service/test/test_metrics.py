@@ -124,6 +124,16 @@ def test_process_ids_tells_live_processes_from_gone_ones(tmp_path: Path) -> None
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     (tmp_path / f"gauge_livemax_{gone.pid}.db").write_bytes(b"")
-    alive, dead = process_ids(str(tmp_path))
-    assert os.getpid() in alive and gone.pid in dead
-    assert set(alive) | set(dead) == {12, 34, os.getpid(), gone.pid}
+    # A process that ended but that its parent has not reaped yet (a zombie) is gone too.
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not end"
+        time.sleep(0.05)
+    (tmp_path / f"gauge_livesum_{zombie.pid}.db").write_bytes(b"")
+    try:
+        alive, dead = process_ids(str(tmp_path))
+    finally:
+        zombie.wait()
+    assert os.getpid() in alive and gone.pid in dead and zombie.pid in dead
+    assert set(alive) | set(dead) == {12, 34, os.getpid(), gone.pid, zombie.pid}
