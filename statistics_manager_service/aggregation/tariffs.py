@@ -40,6 +40,7 @@ __all__ = [
     "first_changed_date",
     "load_tariff_book",
     "price_buckets",
+    "price_buckets_under",
     "tariff_periods",
 ]
 
@@ -137,33 +138,98 @@ def price_buckets(
     versions, see `_contracts_for`), on the clock of its household's calendar (by default, each
     household's `timezone` for all time).
     """
+    (priced,) = price_buckets_under(buckets, [households], book, energy_prices, carbon_intensity, calendars)
+    return priced
+
+
+def price_buckets_under(
+    buckets: pd.DataFrame,
+    contract_variants: Sequence[pd.DataFrame],
+    book: TariffBook,
+    energy_prices: pd.DataFrame,
+    carbon_intensity: pd.DataFrame,
+    calendars: Calendars | None = None,
+) -> list[pd.DataFrame]:
+    """Price the same buckets under each of several contract histories, as `price_buckets` would
+    one by one.
+
+    The variants may differ in tariff and contracted power, not in zone or time zone: the local
+    clock of the buckets and their carbon intensity are worked out once, from the first variant.
+    """
     if buckets.empty:
         empty = {
             name: pd.Series(dtype=object if name == "tariff_period" else np.float64) for name in PRICE_COLUMNS
         }
-        return buckets.assign(**empty)
+        return [buckets.assign(**empty) for _ in contract_variants]
     codes, users = factorize_labels(buckets["user_id"])
     starts_s = buckets["bucket_start"].to_numpy(dtype=np.int64)
-    contracts = _contracts_for(users, codes, starts_s, households)
     bucket_users = users[codes]
+    first = contract_variants[0]
     if calendars is None:
-        mine = households[households["user_id"].isin(users)]
+        mine = first[first["user_id"].isin(users)]
         calendars = (
             Calendars.of_contracts(mine)
             if "effective_s" in mine.columns
             else Calendars.fixed(mine.set_index("user_id")["timezone"])
         )
-    grid_zones = contracts["zone"].to_numpy(dtype=object)
     days, minutes = calendars.local_days_and_minutes(bucket_users, starts_s)
+    day_length_s = calendars.day_starts(bucket_users, days + 1) - calendars.day_starts(bucket_users, days)
+    imported_kwh = buckets["energy_imported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
+    exported_kwh = buckets["energy_exported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
+    self_consumed_kwh = buckets["self_consumed_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
+    first_contracts = _contracts_for(users, codes, starts_s, first)
+    grid_zones = first_contracts["zone"].to_numpy(dtype=object)
+    intensity = carbon_intensity_g_per_kwh(
+        grid_zones, starts_s, carbon_intensity, book.carbon_intensity_g_per_kwh
+    )
+    co2 = co2_columns(imported_kwh, self_consumed_kwh, intensity)
+    priced = []
+    for households in contract_variants:
+        contracts = (
+            first_contracts if households is first else _contracts_for(users, codes, starts_s, households)
+        )
+        labels, import_price, export_price = _energy_prices(
+            book,
+            contracts["tariff_type"].to_numpy(dtype=object),
+            grid_zones,
+            starts_s,
+            days,
+            minutes,
+            energy_prices,
+        )
+        kva = contracted_kva(contracts["contracted_power_kva"])
+        fixed_cost_eur = _fixed_cost_eur(book, kva, bucket_users, days, day_length_s)
+        energy_cost_eur = imported_kwh * import_price
+        export_revenue_eur = exported_kwh * export_price
+        priced.append(
+            buckets.assign(
+                tariff_period=labels,
+                energy_cost_eur=energy_cost_eur,
+                fixed_cost_eur=fixed_cost_eur,
+                export_revenue_eur=export_revenue_eur,
+                net_cost_eur=energy_cost_eur + fixed_cost_eur - export_revenue_eur,
+                **co2,
+            )
+        )
+    return priced
 
+
+def _energy_prices(
+    book: TariffBook,
+    tariff_types: ObjectArray,
+    grid_zones: ObjectArray,
+    starts_s: IntArray,
+    days: IntArray,
+    minutes: IntArray,
+    energy_prices: pd.DataFrame,
+) -> tuple[ObjectArray, FloatArray, FloatArray]:
+    """Each bucket's tariff period and its import and export prices under its tariff."""
     n = starts_s.size
     labels = np.empty(n, dtype=object)
     import_price = np.full(n, np.nan)
     export_price = np.full(n, np.nan)
     export_matrix = price_matrix(book.export_prices, ("price",))
-    for tariff_name, positions in label_groups(
-        contracts["tariff_type"].to_numpy(dtype=object), "tariff_type"
-    ):
+    for tariff_name, positions in label_groups(tariff_types, "tariff_type"):
         spec = book.tariffs.get(tariff_name)
         if spec is None:
             raise ValueError(f"households.tariff_type: unknown tariff {tariff_name!r}")
@@ -179,26 +245,7 @@ def price_buckets(
             matrix = price_matrix(spec.energy_prices, schedule.period_names)
             import_price[positions] = matrix[entry_index(spec.energy_prices, local_days), period]
             export_price[positions] = export_matrix[entry_index(book.export_prices, local_days), 0]
-
-    day_length_s = calendars.day_starts(bucket_users, days + 1) - calendars.day_starts(bucket_users, days)
-    kva = contracted_kva(contracts["contracted_power_kva"])
-    fixed_cost_eur = _fixed_cost_eur(book, kva, bucket_users, days, day_length_s)
-    imported_kwh = buckets["energy_imported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
-    exported_kwh = buckets["energy_exported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
-    self_consumed_kwh = buckets["self_consumed_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
-    energy_cost_eur = imported_kwh * import_price
-    export_revenue_eur = exported_kwh * export_price
-    intensity = carbon_intensity_g_per_kwh(
-        grid_zones, starts_s, carbon_intensity, book.carbon_intensity_g_per_kwh
-    )
-    return buckets.assign(
-        tariff_period=labels,
-        energy_cost_eur=energy_cost_eur,
-        fixed_cost_eur=fixed_cost_eur,
-        export_revenue_eur=export_revenue_eur,
-        net_cost_eur=energy_cost_eur + fixed_cost_eur - export_revenue_eur,
-        **co2_columns(imported_kwh, self_consumed_kwh, intensity),
-    )
+    return labels, import_price, export_price
 
 
 def _in_force(entries: Sequence[PriceEntry], day: dt.date) -> dict[str, float]:

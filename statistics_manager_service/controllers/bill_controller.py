@@ -6,30 +6,63 @@ import datetime as dt
 
 import flask
 
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.app import service_context
-from statistics_manager_service.controllers.common import authorized_session_call
-from statistics_manager_service.controllers.responses import json_response
-from statistics_manager_service.query.bill import bill_request, load_bill
-from statistics_manager_service.query.tariff_comparison import comparison_range, load_tariff_comparison
+from statistics_manager_service.auth import authorize_users, current_principal
+from statistics_manager_service.controllers.common import cached_json_response
+from statistics_manager_service.query.bill import bill_request, load_bill_inputs, price_bill
+from statistics_manager_service.query.notifications import PRICES_CHANGED
+from statistics_manager_service.query.tariff_comparison import (
+    compare_tariffs,
+    comparison_range,
+    load_comparison_inputs,
+)
+from statistics_manager_service.storage.engine import read_call
 from statistics_manager_service.tariff_loading import updater_for
+
+# A period ends on a local midnight, at most a day after the same UTC date's: from then on it is
+# closed in every time zone, and its bill no longer depends on the time of the request.
+_CLOSED_FOR_SURE = dt.timedelta(days=2)
 
 
 def bill_get(
     user_id: str, period: str | None = None, billing_day: int = 1, large_family: bool = False
 ) -> flask.Response:
-    """The bill of a billing period with its taxes; an open period also projected to its end."""
+    """The bill of a billing period with its taxes; an open period also projected to its end.
+
+    The inputs are read in one short session and the bill is priced after it is given back; the
+    answer is kept in the response cache until the household's data change (an open period's
+    answer for the current quarter hour only: its projection moves with the clock)."""
     context = service_context()
     now = dt.datetime.now(dt.UTC)
     request = bill_request(user_id, period, billing_day, large_family, now.date())
+    authorize_users(current_principal(), [user_id])
     book, tz = updater_for(context).book, context.settings.default_timezone
-    return json_response(authorized_session_call([user_id], load_bill, request, book, tz, now))
+    following = dt.date(request.year, request.month, 1) + dt.timedelta(days=32)
+    next_start = dt.datetime(following.year, following.month, request.billing_day, tzinfo=dt.UTC)
+    clock = None if now >= next_start + _CLOSED_FOR_SURE else int(now.timestamp()) // BUCKET_SECONDS
+    key = ("bill", user_id, request.year, request.month, request.billing_day, large_family, clock)
+
+    def body() -> object:
+        span, inputs = read_call(context.reads, load_bill_inputs, request, tz, now)
+        return price_bill(span, inputs, request, book)
+
+    return cached_json_response(key, [user_id], body)
 
 
 def tariff_comparison_get(user_id: str, start_date: str, end_date: str | None = None) -> flask.Response:
-    """What the consumption of a range would have cost under every tariff option and power."""
+    """What the consumption of a range would have cost under every tariff option and power.
+
+    Read in one short session, computed after it; cached until the household's data or any
+    zone's energy prices change (the dynamic option is priced by them whatever the contract)."""
     context = service_context()
     start_s, end_s = comparison_range(start_date, end_date, dt.datetime.now(dt.UTC))
+    authorize_users(current_principal(), [user_id])
     book, tz = updater_for(context).book, context.settings.default_timezone
-    return json_response(
-        authorized_session_call([user_id], load_tariff_comparison, user_id, start_s, end_s, book, tz)
-    )
+    key = ("tariff-comparison", user_id, start_s, end_s)
+
+    def body() -> object:
+        inputs = read_call(context.reads, load_comparison_inputs, user_id, start_s, end_s, tz)
+        return compare_tariffs(inputs, start_s, end_s, book)
+
+    return cached_json_response(key, [user_id, PRICES_CHANGED], body)

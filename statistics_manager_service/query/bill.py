@@ -21,13 +21,18 @@ from statistics_manager_service.aggregation.bill import (
     power_terms,
     project_bill,
 )
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVEL, SECONDS_PER_DAY
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
 from statistics_manager_service.query.params import EARLIEST, LATEST
 from statistics_manager_service.recompute.inputs import household_contracts
-from statistics_manager_service.recompute.views import period_statistics
+from statistics_manager_service.recompute.views import (
+    QuarterHourInputs,
+    load_quarter_hour_inputs,
+    priced_under,
+    quarter_hours,
+)
 from statistics_manager_service.storage.tables import Household
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -107,22 +112,31 @@ def _totals_json(bill: Bill) -> dict[str, float]:
     }
 
 
-def load_bill(
-    session: Session, request: BillRequest, book: TariffBook, default_timezone: str, now: dt.datetime
-) -> dict[str, Any]:
-    """Price a household's bill: closed periods from their statistics, an open one so far and as
-    projected at its end from the household's recent days."""
+@dataclasses.dataclass(frozen=True)
+class BillSpan:
+    """Where a bill's period lies and what of it has data, in epoch seconds and local days."""
+
+    first: dt.date
+    first_day: int
+    end_day: int
+    start_s: int
+    end_s: int
+    now_s: int
+    data_until: int
+
+
+def load_bill_inputs(
+    session: Session, request: BillRequest, default_timezone: str, now: dt.datetime
+) -> tuple[BillSpan, QuarterHourInputs]:
+    """Read what `price_bill` needs: the period's quarter hours so far and, for an open period,
+    the recent days its projection is drawn from."""
     user_id = request.user_id
     household = session.get(Household, user_id)
     if household is None:
         raise UserNotFound(user_id)
     first = dt.date(request.year, request.month, request.billing_day)
-    following = _month_after(first)
-    rules = taxes_in_force(book, first)
-    if rules is None:
-        raise ServiceError("the tariff book has no taxes: add a `taxes` entry to TARIFFS_FILE to price bills")
-    contracts, calendars = household_contracts(session, {user_id: household}, default_timezone)
-    first_day, end_day = (first - _EPOCH).days, (following - _EPOCH).days
+    _, calendars = household_contracts(session, {user_id: household}, default_timezone)
+    first_day, end_day = (first - _EPOCH).days, (_month_after(first) - _EPOCH).days
     users = np.array([user_id, user_id], dtype=object)
     start_s, end_s = (int(s) for s in calendars.day_starts(users, np.array([first_day, end_day])))
     now_s = int(now.timestamp())
@@ -130,28 +144,39 @@ def load_bill(
         raise BadRequest(
             f"period {first:%Y-%m} has not started yet; ask for the current period or an earlier one"
         )
-    is_open = now_s < end_s
     # Energy is known up to the end of the quarter hour the newest reading ends.
     last = household.last_reading_ts
     data_until = min(end_s, now_s, -(-int(last) // BUCKET_SECONDS) * BUCKET_SECONDS if last else start_s)
+    is_open = now_s < end_s
     load_start = min(start_s, data_until - PROFILE_DAYS * SECONDS_PER_DAY) if is_open else start_s
-    buckets = period_statistics(
-        session,
-        book,
-        default_timezone,
-        [user_id],
-        load_start,
-        max(data_until, load_start + 1),
-        LEVEL["15_mins"],
+    span = BillSpan(first, first_day, end_day, start_s, end_s, now_s, data_until)
+    inputs = load_quarter_hour_inputs(
+        session, default_timezone, user_id, load_start, max(data_until, load_start + 1)
     )
+    return span, inputs
+
+
+def price_bill(
+    span: BillSpan, inputs: QuarterHourInputs, request: BillRequest, book: TariffBook
+) -> dict[str, Any]:
+    """Price a household's bill: closed periods from their statistics, an open one so far and as
+    projected at its end from the household's recent days."""
+    user_id, contracts, calendars = request.user_id, inputs.contracts, inputs.calendars
+    first, first_day, end_day = span.first, span.first_day, span.end_day
+    start_s, end_s, now_s, data_until = span.start_s, span.end_s, span.now_s, span.data_until
+    rules = taxes_in_force(book, first)
+    if rules is None:
+        raise ServiceError("the tariff book has no taxes: add a `taxes` entry to TARIFFS_FILE to price bills")
+    is_open = now_s < end_s
+    (buckets,) = priced_under(inputs, quarter_hours(inputs), book, [{}])
     if buckets.empty:
         numbers = {name: pd.Series(dtype=float) for name in _NUMBER_COLUMNS}
         buckets = buckets.assign(**numbers, tariff_period=pd.Series(dtype=object))
-    buckets = buckets.rename(columns={"period_start": "bucket_start"})
     starts = buckets["bucket_start"].to_numpy(dtype=np.int64)
     in_period = buckets[(starts >= start_s) & (starts < end_s)]
 
     # Days so far: those of the period that have begun.
+    users = np.array([user_id, user_id], dtype=object)
     users_now = np.array([user_id], dtype=object)
     today = int(calendars.local_days_and_minutes(users_now, np.array([min(now_s, end_s - 1)]))[0][0])
     elapsed_days = np.arange(first_day, min(today + 1, end_day), dtype=np.int64)

@@ -11,25 +11,32 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.bill import cents
-from statistics_manager_service.aggregation.contracts import Calendars
-from statistics_manager_service.aggregation.granularity import SECONDS_PER_HOUR
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_HOUR
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, UserNotFound
 from statistics_manager_service.query.params import parse_instant
-from statistics_manager_service.recompute.inputs import household_contracts
-from statistics_manager_service.recompute.views import quarter_hours_under_contracts
-from statistics_manager_service.storage.signals import load_prices
-from statistics_manager_service.storage.tables import Household
+from statistics_manager_service.recompute.views import (
+    QuarterHourInputs,
+    load_quarter_hour_inputs,
+    priced_under,
+    quarter_hours,
+)
 
 MAX_RANGE_DAYS = 366
 _COST_COLUMNS = ("energy_cost_eur", "fixed_cost_eur", "export_revenue_eur", "net_cost_eur")
 
 
 def comparison_range(start_date: str, end_date: str | None, now: dt.datetime) -> tuple[int, int]:
-    """Validate the range: start before end (default now), at most MAX_RANGE_DAYS days."""
+    """Validate the range: start before end, at most MAX_RANGE_DAYS days. Without an end, the range
+    ends with the quarter hour in progress (its buckets so far are all there is of it), so every
+    request of one quarter hour asks for the same range."""
     start = parse_instant(start_date, "start_date")
-    end = parse_instant(end_date, "end_date") if end_date else now
+    if end_date:
+        end = parse_instant(end_date, "end_date")
+    else:
+        quarters = -(-int(now.timestamp()) // BUCKET_SECONDS)
+        end = dt.datetime.fromtimestamp(quarters * BUCKET_SECONDS, dt.UTC)
     if start >= end:
         raise BadRequest("start_date must be before end_date")
     if end - start > dt.timedelta(days=MAX_RANGE_DAYS):
@@ -48,27 +55,31 @@ def _sums(frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def load_tariff_comparison(
-    session: Session, user_id: str, start_s: int, end_s: int, book: TariffBook, default_timezone: str
-) -> dict[str, Any]:
+def load_comparison_inputs(
+    session: Session, user_id: str, start_s: int, end_s: int, default_timezone: str
+) -> QuarterHourInputs:
+    """Read what `compare_tariffs` needs; the household must exist."""
+    inputs = load_quarter_hour_inputs(session, default_timezone, user_id, start_s, end_s)
+    if inputs.household is None:
+        raise UserNotFound(user_id)
+    return inputs
+
+
+def compare_tariffs(inputs: QuarterHourInputs, start_s: int, end_s: int, book: TariffBook) -> dict[str, Any]:
     """Price the household's 15-minute consumption of [start_s, end_s) with every tariff of the
     book (dynamic only where the zone has prices in the range) and its power at the smallest
-    standard level that covers its highest 15-minute demand."""
-    household = session.get(Household, user_id)
-    if household is None:
-        raise UserNotFound(user_id)
-    contracts, calendars = household_contracts(session, {user_id: household}, default_timezone)
+    standard level that covers its highest 15-minute demand: the buckets are computed once and
+    priced under each option."""
+    user_id, contracts, calendars = inputs.user_id, inputs.contracts, inputs.calendars
     users = np.array([user_id], dtype=object)
     current = contracts.iloc[
         int(np.searchsorted(contracts["effective_s"].to_numpy(), end_s - 1, "right")) - 1
     ]
-    zone = str(current["zone"])
-    prices = load_prices(session, [zone], start_s, end_s)
-    has_prices = not prices.empty and (prices["direction"] == "import").any()
+    prices = inputs.energy_prices
+    has_prices = not prices.empty and bool((prices["direction"] == "import").any())
     options = [name for name, spec in book.tariffs.items() if not spec.priced_by_series or has_prices]
-    frames = quarter_hours_under_contracts(
-        session, book, default_timezone, user_id, start_s, end_s, [{"tariff_type": name} for name in options]
-    )
+    buckets = quarter_hours(inputs)
+    frames = priced_under(inputs, buckets, book, [{"tariff_type": name} for name in options])
     priced: list[dict[str, Any]] = [
         {
             "tariff_type": name,
@@ -84,9 +95,6 @@ def load_tariff_comparison(
     start_iso, end_iso = format_local_iso(bounds, calendars.zones_at(np.repeat(users, 2), bounds)).tolist()
     reference = frames[options.index(current_option["tariff_type"])] if current_option else frames[0]
     imported_kwh = float(np.nansum(reference.get("energy_imported_kwh", pd.Series(dtype=float))))
-    power = _power_advice(
-        session, book, default_timezone, user_id, (start_s, end_s), reference, current, calendars
-    )
     return {
         "user_id": user_id,
         "start": start_iso,
@@ -97,42 +105,38 @@ def load_tariff_comparison(
         "cheapest": cheapest["tariff_type"],
         "saving": cents(current_option["net_cost"] - cheapest["net_cost"]) if current_option else None,
         "options": priced,
-        "power": power,
+        "power": _power_advice(inputs, book, buckets, reference, current),
     }
 
 
 def _power_advice(
-    session: Session,
+    inputs: QuarterHourInputs,
     book: TariffBook,
-    default_timezone: str,
-    user_id: str,
-    span: tuple[int, int],
     buckets: pd.DataFrame,
+    reference: pd.DataFrame,
     current: pd.Series,
-    calendars: Calendars,
 ) -> dict[str, Any]:
     """The highest 15-minute grid demand and the smallest standard power covering it, with the
     power term it would have cost over the same buckets."""
     contracted = float(current["contracted_power_kva"])
-    if buckets.empty or buckets["energy_imported_kwh"].isna().all():
+    if reference.empty or reference["energy_imported_kwh"].isna().all():
         return {"peak_demand_kw": None, "peak_at": None, "contracted_power_kva": contracted,
                 "recommended_kva": None, "fixed_cost_current": None, "fixed_cost_recommended": None,
                 "saving": None}  # fmt: skip
-    demand_kw = buckets["energy_imported_kwh"].to_numpy(dtype=float) * (SECONDS_PER_HOUR / 900)
+    demand_kw = reference["energy_imported_kwh"].to_numpy(dtype=float) * (SECONDS_PER_HOUR / BUCKET_SECONDS)
     peak = int(np.nanargmax(demand_kw))
     peak_kw = float(demand_kw[peak])
     levels = np.asarray(book.power_levels_kva)
     # kVA taken as kW (power factor 1): the ladder's smallest level at or above the peak.
     fitting = levels[levels >= peak_kw - 1e-9]
     recommended = float(fitting[0]) if fitting.size else None
-    peak_s = np.array([int(buckets["bucket_start"].iloc[peak])], dtype=np.int64)
-    peak_at = format_local_iso(peak_s, calendars.zones_at(np.array([user_id], dtype=object), peak_s)).iloc[0]
-    fixed_current = cents(float(np.nansum(buckets["fixed_cost_eur"].to_numpy(dtype=float))))
+    peak_s = np.array([int(reference["bucket_start"].iloc[peak])], dtype=np.int64)
+    users = np.array([inputs.user_id], dtype=object)
+    peak_at = format_local_iso(peak_s, inputs.calendars.zones_at(users, peak_s)).iloc[0]
+    fixed_current = cents(float(np.nansum(reference["fixed_cost_eur"].to_numpy(dtype=float))))
     fixed_recommended = None
     if recommended is not None:
-        (under,) = quarter_hours_under_contracts(
-            session, book, default_timezone, user_id, *span, [{"contracted_power_kva": recommended}]
-        )
+        (under,) = priced_under(inputs, buckets, book, [{"contracted_power_kva": recommended}])
         fixed_recommended = cents(float(np.nansum(under["fixed_cost_eur"].to_numpy(dtype=float))))
     return {
         "peak_demand_kw": round(peak_kw, 3),

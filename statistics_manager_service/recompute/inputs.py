@@ -209,19 +209,20 @@ def priced_buckets(
     """The 15-minute buckets inside the windows, computed from the readings and priced; with
     `with_update_times`, the `updated_at` of the day row holding the reading at or before each
     bucket's start."""
-    buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
-    buckets = inside_windows(buckets, windows, "bucket_start")
     start_s, end_s = int(windows["start_s"].min()), int(windows["end_s"].max())
     zones = contracts["zone"].unique().tolist()
-    priced = price_buckets(
-        buckets,
-        contracts,
-        book,
+    prices, intensity = (
         load_prices(session, zones, start_s, end_s),
         load_intensity(session, zones, start_s, end_s),
-        calendars,
     )
+    priced = price_buckets(buckets_inside(readings, windows), contracts, book, prices, intensity, calendars)
     return _with_update_times(priced, readings) if with_update_times else priced
+
+
+def buckets_inside(readings: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+    """Compute the 15-minute buckets inside the windows from the readings (`readings_with_context`)."""
+    buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
+    return inside_windows(buckets, windows, "bucket_start")
 
 
 def _with_update_times(buckets: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:

@@ -3,6 +3,7 @@ quarter hours and hours from the stored readings, weeks, months and years from t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,13 +11,15 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.contracts import Calendars
 from statistics_manager_service.aggregation.granularity import STORED_LEVEL, Level
 from statistics_manager_service.aggregation.rollup import (
     covering_periods,
     rollup,
 )
-from statistics_manager_service.aggregation.tariffs import TariffBook
+from statistics_manager_service.aggregation.tariffs import TariffBook, price_buckets_under
 from statistics_manager_service.recompute.inputs import (
+    buckets_inside,
     clipped,
     household_contracts,
     inside_windows,
@@ -24,6 +27,7 @@ from statistics_manager_service.recompute.inputs import (
     readings_with_context,
 )
 from statistics_manager_service.storage.periods import load_period_windows
+from statistics_manager_service.storage.signals import load_intensity, load_prices
 from statistics_manager_service.storage.tables import Household
 
 
@@ -63,29 +67,68 @@ def period_statistics(
     return inside_windows(rollup(children, calendars, level.engine), windows, "period_start")
 
 
-def quarter_hours_under_contracts(
-    session: Session,
-    book: TariffBook,
-    default_timezone: str,
-    user_id: str,
-    start_s: int,
-    end_s: int,
-    variants: Sequence[dict[str, Any]],
-) -> list[pd.DataFrame]:
-    """Compute a household's 15-minute buckets in [start_s, end_s) once per variant of its
-    contract: each variant replaces fields (`tariff_type`, `contracted_power_kva`) in every
-    version of its history; `{}` prices them as /energy-cost does. Each frame is sorted by start."""
+@dataclasses.dataclass(frozen=True)
+class QuarterHourInputs:
+    """What a household's 15-minute buckets of a range are computed from, read in one session so
+    that the computation can run after the session is given back."""
+
+    user_id: str
+    household: Household | None
+    contracts: pd.DataFrame
+    calendars: Calendars
+    windows: pd.DataFrame
+    readings: pd.DataFrame
+    energy_prices: pd.DataFrame
+    carbon_intensity: pd.DataFrame
+
+
+def load_quarter_hour_inputs(
+    session: Session, default_timezone: str, user_id: str, start_s: int, end_s: int
+) -> QuarterHourInputs:
+    """Read what `quarter_hours_under` needs for a household's buckets in [start_s, end_s)."""
     household = session.get(Household, user_id)
     households = {} if household is None else {user_id: household}
-    windows = clipped(households, pd.DataFrame({"user_id": [user_id], "start_s": start_s, "end_s": end_s}))
-    if windows.empty:
-        return [pd.DataFrame({"user_id": pd.Series(dtype=object), "bucket_start": pd.Series(dtype="int64")})
-                for _ in variants]  # fmt: skip
     contracts, calendars = household_contracts(session, households, default_timezone)
-    readings = readings_with_context(session, households, windows)
-    return [
-        priced_buckets(session, book, contracts.assign(**variant), calendars, windows, readings)
-        .sort_values("bucket_start", kind="stable")
-        .reset_index(drop=True)
-        for variant in variants
-    ]
+    windows = clipped(households, pd.DataFrame({"user_id": [user_id], "start_s": start_s, "end_s": end_s}))
+    if household is not None:
+        session.expunge(household)  # its loaded fields stay readable after the session closes
+    if windows.empty:
+        return QuarterHourInputs(user_id, household, contracts, calendars, windows, *([pd.DataFrame()] * 3))
+    zones = contracts["zone"].unique().tolist()
+    first_s, last_s = int(windows["start_s"].min()), int(windows["end_s"].max())
+    return QuarterHourInputs(
+        user_id,
+        household,
+        contracts,
+        calendars,
+        windows,
+        readings_with_context(session, households, windows),
+        load_prices(session, zones, first_s, last_s),
+        load_intensity(session, zones, first_s, last_s),
+    )
+
+
+def quarter_hours(inputs: QuarterHourInputs) -> pd.DataFrame:
+    """The household's 15-minute buckets in the range, not yet priced."""
+    if inputs.windows.empty:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object), "bucket_start": pd.Series(dtype="int64")})
+    return buckets_inside(inputs.readings, inputs.windows)
+
+
+def priced_under(
+    inputs: QuarterHourInputs, buckets: pd.DataFrame, book: TariffBook, variants: Sequence[dict[str, Any]]
+) -> list[pd.DataFrame]:
+    """Price the buckets (`quarter_hours`) once per variant of the household's contract: each
+    variant replaces fields (`tariff_type`, `contracted_power_kva`) in every version of its
+    history; `{}` prices them as /energy-cost does. Each frame is sorted by start."""
+    if buckets.empty:
+        return [buckets for _ in variants]
+    priced = price_buckets_under(
+        buckets,
+        [inputs.contracts.assign(**variant) for variant in variants],
+        book,
+        inputs.energy_prices,
+        inputs.carbon_intensity,
+        inputs.calendars,
+    )
+    return [frame.sort_values("bucket_start", kind="stable").reset_index(drop=True) for frame in priced]

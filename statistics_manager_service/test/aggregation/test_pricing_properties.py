@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statistics_manager_service.aggregation import compute_buckets, load_tariff_book, price_buckets, rollup
+from statistics_manager_service.aggregation.tariffs import price_buckets_under
 from statistics_manager_service.test.aggregation.factories import households, readings, utc
 
 BOOK = load_tariff_book()
@@ -17,9 +18,13 @@ ZONES = ["Europe/Lisbon", "Asia/Kolkata", "America/New_York"]
 PANDAS_PERIOD = {"day": "D", "month": "M", "year": "Y"}
 
 
+Case = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]
+
+
 @st.composite
-def priced_buckets(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Draw priced buckets for one or two households spanning days to months."""
+def unpriced_buckets(draw: st.DrawFn) -> Case:
+    """Draw buckets of one or two households spanning days to months, their contracts, prices and
+    carbon intensity."""
     frames, homes = [], []
     for index in range(draw(st.integers(1, 2))):
         user_id = f"user{index}"
@@ -52,8 +57,13 @@ def priced_buckets(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, str]]:
             "value": 0.11,
         }
     )
-    buckets = compute_buckets(pd.concat(frames, ignore_index=True))
-    home_frame = households(homes)
+    return compute_buckets(pd.concat(frames, ignore_index=True)), households(homes), prices, intensity
+
+
+@st.composite
+def priced_buckets(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Draw priced buckets for one or two households spanning days to months."""
+    buckets, home_frame, prices, intensity = draw(unpriced_buckets())
     zones = dict(zip(home_frame["user_id"], home_frame["timezone"], strict=True))
     return price_buckets(buckets, home_frame, BOOK, prices, intensity), zones
 
@@ -79,3 +89,31 @@ def test_cost_and_co2_of_a_rollup_is_the_sum_of_its_buckets(
     got = rolled.sort_values(["user_id", "period_start"])[MONEY_AND_CO2].to_numpy()
     assert got == pytest.approx(expected.to_numpy(), rel=1e-9, abs=1e-12)
     assert np.isfinite(got).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    unpriced_buckets(),
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "tariff_type": st.sampled_from(sorted(BOOK.tariffs)),
+                "contracted_power_kva": st.sampled_from([1.15, 3.45, 6.9, 41.4]),
+            },
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_pricing_under_several_contracts_at_once_equals_pricing_under_each(
+    case: Case, variants: list[dict[str, object]]
+) -> None:
+    """The tariff comparison prices one set of buckets under every option in one call: each
+    answer is what pricing under that option alone gives."""
+    buckets, home_frame, prices, intensity = case
+    contracts = [home_frame.assign(**variant) for variant in variants]
+    together = price_buckets_under(buckets, contracts, BOOK, prices, intensity)
+    assert len(together) == len(contracts)
+    for priced, alone in zip(together, contracts, strict=True):
+        pd.testing.assert_frame_equal(priced, price_buckets(buckets, alone, BOOK, prices, intensity))

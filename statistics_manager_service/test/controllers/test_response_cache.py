@@ -41,6 +41,7 @@ from statistics_manager_service.test.support.pipeline import (
     meter_message,
     process,
     reading,
+    signal_message,
 )
 
 USER, OTHER = "cachehome1", "otherhome1"
@@ -253,6 +254,64 @@ def test_cached_answers_equal_fresh_ones_until_and_after_a_change(
         assert process(cached, [account_message(USER, "UserHardDeleted")]) == []
         wait_for(lambda: all(USER not in str(key) for key in cache._entries), "the erased answers to go")
         assert client.get(URL.format("energy-consumption", USER, "daily"), headers=headers).status_code == 404
+
+
+def test_bills_and_tariff_comparisons_are_cached_until_what_they_price_changes(
+    cached_without_quiet_probes: ServiceContext, context: ServiceContext, auth_headers: Headers
+) -> None:
+    """A bill depends on its household's data; a tariff comparison also on every zone's energy
+    prices (its dynamic option), which change no stored statistic of a household on a fixed tariff."""
+    cached = cached_without_quiet_probes
+    assert process(cached, [account_message(USER), account_message(OTHER)]) == []
+    for day in range(3):
+        assert process(cached, [meter_message(USER, day_of_readings(day, 9600.0 * day, 100.0))]) == []
+        assert process(cached, [meter_message(OTHER, day_of_readings(day, 4800.0 * day, 50.0))]) == []
+    cache = cached.response_cache
+    assert cache is not None
+    bill = "/api/statistics/bill?user_id={}&period=2026-03"
+    comparison = (
+        "/api/statistics/tariff-comparison?user_id={}"
+        "&start_date=2026-03-01T00:00:00Z&end_date=2026-03-04T00:00:00Z"
+    )
+    urls = [template.format(user) for template in (bill, comparison) for user in (USER, OTHER)]
+    headers = auth_headers(service=True)
+    fresh_app = create_app(context.settings, context=context, validate_responses=True)
+    cached_app = create_app(cached.settings, context=cached, validate_responses=True)
+    with fresh_app.test_client() as fresh, cached_app.test_client() as client:
+
+        def check_all() -> None:
+            for url in urls:
+                expected = fresh.get(url, headers=headers)
+                assert expected.status_code == 200, expected.json()
+                first, second = client.get(url, headers=headers), client.get(url, headers=headers)
+                assert first.content == expected.content and second.content == expected.content, url
+
+        before_hits = hits()
+        check_all()
+        assert hits() - before_hits == len(urls)
+        assert len(cache) == len(urls)
+
+        # A late reading of USER's: both of its answers go, OTHER's stay.
+        assert (
+            process(cached, [meter_message(USER, [reading(START + dt.timedelta(hours=30), 12_500.0)])]) == []
+        )
+        wait_for(lambda: len(cache) == 2, "USER's answers to go")
+        assert {key[0] for key in cache._entries} == {"bill", "tariff-comparison"}
+        check_all()
+
+        # Prices of the zone: every comparison now has a dynamic option; the bills stay.
+        prices = {
+            "zone": "PT",
+            "direction": "import",
+            "resolution_minutes": 60,
+            "values": [{"timestamp": f"2026-03-02T{hour:02d}:00:00Z", "value": 0.1} for hour in range(24)],
+        }
+        assert process(cached, [signal_message("EnergyPrices", prices)]) == []
+        wait_for(lambda: len(cache) == 2, "the comparisons to go")
+        assert {key[0] for key in cache._entries} == {"bill"}
+        check_all()
+        options = client.get(comparison.format(USER), headers=headers).json()["options"]
+        assert "dynamic" in {option["tariff_type"] for option in options}
 
 
 def test_the_cache_stops_answering_while_the_listener_is_disconnected(
