@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Hashable, Iterable, Sequence
 
 from statistics_manager_service import metrics
@@ -21,6 +22,9 @@ _SLOTS = 1 << 16
 # Bookkeeping per stored body beyond its bytes (key, index entries), for the size bound.
 _ENTRY_OVERHEAD = 256
 _OVERHEAD_PER_USER = 64
+# While the listener proves after a quiet spell that announcements still arrive (a round trip of
+# milliseconds when they do), the cache keeps answering for this long, and stores nothing.
+SUSPENDED_ANSWERS_S = 1.0
 
 
 class ResponseCache:
@@ -37,17 +41,26 @@ class ResponseCache:
         self._epoch = 0
         self._live = False
         self._suspended = False
+        self._suspended_at = 0.0
         self.size_bytes = 0
 
     @property
     def live(self) -> bool:
-        """Whether changes are known to be arriving, so the cache may answer and store."""
+        """Whether the cache may answer: changes are known to be arriving, or were until a moment ago."""
+        if not self._live:
+            return False
+        return not self._suspended or time.monotonic() - self._suspended_at < SUSPENDED_ANSWERS_S
+
+    @property
+    def storing(self) -> bool:
+        """Whether changes are known to be arriving, so that the cache may also store."""
         return self._live and not self._suspended
 
     def suspend(self, suspended: bool) -> None:
-        """Stop answering and storing for a while (kept entries stay), or resume."""
+        """Stop storing for a while and answering after SUSPENDED_ANSWERS_S (kept entries stay), or resume."""
         with self._lock:
             self._suspended = suspended
+            self._suspended_at = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,7 +79,7 @@ class ResponseCache:
     def token(self, user_ids: Sequence[str]) -> tuple[int, ...] | None:
         """Take before reading: what `put` checks to know nothing changed meanwhile (None: do not store)."""
         with self._lock:
-            return self._current(user_ids) if self.live else None
+            return self._current(user_ids) if self.storing else None
 
     def put(self, key: Hashable, user_ids: Sequence[str], token: tuple[int, ...] | None, body: bytes) -> bool:
         """Store `body` unless a change of `user_ids` was announced since `token` was taken."""
@@ -75,7 +88,7 @@ class ResponseCache:
         if token is None or cost > self.max_bytes:
             return False
         with self._lock:
-            if not self.live or self._current(user_ids) != token:
+            if not self.storing or self._current(user_ids) != token:
                 return False
             if key in self._entries:
                 self._drop(key)

@@ -140,7 +140,8 @@ class ChangeListener:
                     connection.poll()
                     self._apply(connection.notifies)
                     continue
-                # Quiet for a while: prove that announcements still arrive before answering again.
+                # Quiet for a while: prove that announcements still arrive. Meanwhile the cache
+                # stores nothing and answers only for a moment, in case the probe hangs.
                 self.cache.suspend(True)
                 if not self._round_trip(connection, selector):
                     return

@@ -24,6 +24,7 @@ from statistics_manager_service import metrics
 from statistics_manager_service.app import create_app
 from statistics_manager_service.context import ServiceContext, build_context
 from statistics_manager_service.models.events import EARLIEST_READING
+from statistics_manager_service.query import cache as cache_module
 from statistics_manager_service.query.cache import ResponseCache
 from statistics_manager_service.query.notifications import CHANNEL, ChangeListener
 from statistics_manager_service.storage import migrate
@@ -105,6 +106,23 @@ def test_a_body_read_before_a_change_is_not_stored_after_it() -> None:
     assert cache.put("a", ["a"], cache.token(["a"]), b"fresh")
 
 
+def test_while_suspended_the_cache_answers_a_moment_and_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe after a quiet spell suspends the cache: it goes on answering briefly (the round trip
+    takes milliseconds when announcements arrive), but a probe that hangs must not keep it answering."""
+    cache = live_cache()
+    assert cache.put("a", ["a"], cache.token(["a"]), b"A")
+    cache.suspend(True)
+    assert cache.live and cache.get("a") == b"A"
+    assert cache.token(["b"]) is None and not cache.put("b", ["b"], (0, 0), b"B")
+    monkeypatch.setattr(cache_module, "SUSPENDED_ANSWERS_S", 0.0)
+    assert not cache.live and cache.get("a") is None
+    cache.suspend(False)
+    assert cache.get("a") == b"A"  # nothing was announced meanwhile: the entry is still good
+    assert cache.put("b", ["b"], cache.token(["b"]), b"B")
+
+
 def test_least_recently_used_bodies_go_first_when_full() -> None:
     cache = live_cache(max_bytes=3 * (100 + 256 + 64))
     for key in "abc":
@@ -142,9 +160,9 @@ def cached(context: ServiceContext) -> Iterator[ServiceContext]:
 
 @pytest.fixture
 def cached_without_quiet_probes(context: ServiceContext) -> Iterator[ServiceContext]:
-    """`cached`, whose listener does not probe the path after quiet periods: a probe suspends the
-    cache for its round trip, so on a loaded machine the hits of a long series of requests would
-    depend on when the quiet period ends."""
+    """`cached`, whose listener does not probe the path after quiet periods: a probe keeps the
+    cache from storing for its round trip, so on a loaded machine the hits of a long series of
+    requests would depend on when the quiet period ends."""
     yield from _cached_context(context, idle_check_s=3600.0)
 
 
