@@ -15,12 +15,12 @@ from statistics_manager_service.tariff_loading import updater_for
 
 
 def bill_get(
-    user_id: str, period: str | None = None, billing_day: int = 1, large_family: bool = False
+    user_id: str, period: str | None = None, billing_day: int | None = None, large_family: bool | None = None
 ) -> flask.Response:
     """The bill of a billing period with its taxes; an open period also projected to its end."""
     context = service_context()
     now = dt.datetime.now(dt.UTC)
-    request = bill_request(user_id, period, billing_day, large_family, now.date())
+    request = bill_request(user_id, period, billing_day, large_family)
     book, tz = updater_for(context).book, context.settings.default_timezone
     return json_response(authorized_session_call([user_id], load_bill, request, book, tz, now))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -21,10 +20,12 @@ from statistics_manager_service.aggregation.bill import (
     power_terms,
     project_bill,
 )
+from statistics_manager_service.aggregation.billing import over_budget
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVEL, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
+from statistics_manager_service.query.bill_terms import BillRequest, bill_terms
 from statistics_manager_service.query.params import EARLIEST, LATEST
 from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.views import period_statistics
@@ -40,42 +41,20 @@ _NUMBER_COLUMNS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class BillRequest:
-    """Which bill: a household's billing period starting on `billing_day` of a month."""
-
-    user_id: str
-    year: int
-    month: int
-    billing_day: int
-    large_family: bool
-
-
 def bill_request(
-    user_id: str, period: str | None, billing_day: int, large_family: bool, today: dt.date
+    user_id: str, period: str | None, billing_day: int | None, large_family: bool | None
 ) -> BillRequest:
-    """Validate the period (`YYYY-MM`; none: the period holding `today`)."""
+    """Validate the period (`YYYY-MM`; none: the current period); None terms come from the contract."""
     if period is None:
-        first = today.replace(day=billing_day)
-        if today < first:
-            first = _month_before(first)
-        return BillRequest(user_id, first.year, first.month, billing_day, large_family)
+        return BillRequest(user_id, None, None, billing_day, large_family)
     try:
         year, month = (int(part) for part in period.split("-"))
-        dt.date(year, month, billing_day)
+        dt.date(year, month, billing_day or 1)
     except ValueError:
         raise BadRequest(f"period must be a month as YYYY-MM, e.g. 2026-02: {period!r}") from None
     if not EARLIEST.year <= year < LATEST.year:
         raise BadRequest(f"period must lie between {EARLIEST.year}-01 and {LATEST.year - 1}-12: {period!r}")
     return BillRequest(user_id, year, month, billing_day, large_family)
-
-
-def _month_before(day: dt.date) -> dt.date:
-    return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=day.day)
-
-
-def _month_after(day: dt.date) -> dt.date:
-    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=day.day)
 
 
 def _bill_json(bill: Bill) -> dict[str, Any]:
@@ -116,8 +95,8 @@ def load_bill(
     household = session.get(Household, user_id)
     if household is None:
         raise UserNotFound(user_id)
-    first = dt.date(request.year, request.month, request.billing_day)
-    following = _month_after(first)
+    billing = bill_terms(session, household, request, default_timezone, now)
+    first, following = billing.first, billing.following
     rules = taxes_in_force(book, first)
     if rules is None:
         raise ServiceError("the tariff book has no taxes: add a `taxes` entry to TARIFFS_FILE to price bills")
@@ -165,7 +144,7 @@ def load_bill(
         export_revenue_eur=float(np.nansum(in_period["export_revenue_eur"].to_numpy(dtype=float))),
         period_days=float(elapsed_days.size),
         contracted_power_kva=kva,
-        large_family=request.large_family,
+        large_family=billing.large_family,
     )
     bill = compose_bill(so_far, rules)
     bounds = np.array([start_s, end_s], dtype=np.int64)
@@ -175,14 +154,13 @@ def load_bill(
     answer: dict[str, Any] = {
         "user_id": user_id,
         "period": f"{first:%Y-%m}",
-        "billing_day": request.billing_day,
         "start": start_iso,
         "end": end_iso,
         "days": int(all_days.size),
         "status": "open" if is_open else "closed",
         "currency": book.currency,
         "contracted_power_kva": kva,
-        "large_family": request.large_family,
+        **billing.as_json(),
         "energy_imported_kwh": round(float(so_far.energy["energy_imported_kwh"].sum()), 3),
         "reduced_vat_kwh": round(bill.reduced_vat_kwh, 3),
         "coverage": round(covered / elapsed_s, 4) if elapsed_s > 0 else None,
@@ -194,6 +172,9 @@ def load_bill(
             so_far, (power_terms(book, contracts, calendars, user_id, all_days), float(all_days.size)),
             buckets, data_until, end_s, rules,
         )  # fmt: skip
+        if answer["projection"] is not None:
+            expected = answer["projection"]["after_taxes"]["expected"]
+            answer["projection"]["exceeds_budget"] = over_budget(expected, billing.budget_eur)
     return answer
 
 
