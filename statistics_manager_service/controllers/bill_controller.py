@@ -6,11 +6,13 @@ import datetime as dt
 
 import flask
 
+from statistics_manager_service.aggregation.billing import LAST_BILLING_DAY
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.app import service_context
 from statistics_manager_service.auth import authorize_users, current_principal
 from statistics_manager_service.controllers.common import cached_json_response
 from statistics_manager_service.query.bill import bill_request, load_bill_inputs, price_bill
+from statistics_manager_service.query.bill_terms import BillRequest
 from statistics_manager_service.query.notifications import PRICES_CHANGED
 from statistics_manager_service.query.tariff_comparison import (
     compare_tariffs,
@@ -25,8 +27,19 @@ from statistics_manager_service.tariff_loading import updater_for
 _CLOSED_FOR_SURE = dt.timedelta(days=2)
 
 
+def _closed_for_sure(request: BillRequest, now: dt.datetime) -> bool:
+    """Whether the period has ended whatever the household's time zone and billing day."""
+    if request.year is None or request.month is None:
+        return False  # the current period
+    following = dt.date(request.year, request.month, 1) + dt.timedelta(days=32)
+    # It ends in the next month, on the billing day in force then (the request's, if it sets one).
+    last_day = LAST_BILLING_DAY if request.billing_day is None else request.billing_day
+    end = dt.datetime(following.year, following.month, last_day, tzinfo=dt.UTC)
+    return now >= end + _CLOSED_FOR_SURE
+
+
 def bill_get(
-    user_id: str, period: str | None = None, billing_day: int = 1, large_family: bool = False
+    user_id: str, period: str | None = None, billing_day: int | None = None, large_family: bool | None = None
 ) -> flask.Response:
     """The bill of a billing period with its taxes; an open period also projected to its end.
 
@@ -35,13 +48,11 @@ def bill_get(
     answer for the current quarter hour only: its projection moves with the clock)."""
     context = service_context()
     now = dt.datetime.now(dt.UTC)
-    request = bill_request(user_id, period, billing_day, large_family, now.date())
+    request = bill_request(user_id, period, billing_day, large_family)
     authorize_users(current_principal(), [user_id])
     book, tz = updater_for(context).book, context.settings.default_timezone
-    following = dt.date(request.year, request.month, 1) + dt.timedelta(days=32)
-    next_start = dt.datetime(following.year, following.month, request.billing_day, tzinfo=dt.UTC)
-    clock = None if now >= next_start + _CLOSED_FOR_SURE else int(now.timestamp()) // BUCKET_SECONDS
-    key = ("bill", user_id, request.year, request.month, request.billing_day, large_family, clock)
+    clock = None if _closed_for_sure(request, now) else int(now.timestamp()) // BUCKET_SECONDS
+    key = ("bill", user_id, request.year, request.month, billing_day, large_family, clock)
 
     def body() -> object:
         span, inputs = read_call(context.reads, load_bill_inputs, request, tz, now)

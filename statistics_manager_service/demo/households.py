@@ -43,6 +43,10 @@ class DemoHousehold:
     source: str = "hub"
     dongle_api_key: str | None = None
     quirk: str | None = None  # "gap" or "meter-replacement"
+    # Billing terms the account events state (None: left out, the bill's defaults apply).
+    billing_day: int | None = None
+    large_family: bool | None = None
+    bill_budget_eur: float | None = None
 
     @property
     def has_pv(self) -> bool:
@@ -62,13 +66,16 @@ HOUSEHOLDS: tuple[DemoHousehold, ...] = (
     ),
     DemoHousehold(
         "demohome02",
-        "family house, bi-hourly tariff, 3 kWp PV",
+        "family house, bi-hourly tariff, 3 kWp PV; a large family billed from the 15th, budget 60 EUR",
         "bi-hourly",
         "6.9 kVA",
         4300.0,
         "2780-270",
         "PT0002000027182818BB",
         pv_kwp=3.0,
+        billing_day=15,
+        large_family=True,
+        bill_budget_eur=60.0,
     ),
     DemoHousehold(
         "demohome03",

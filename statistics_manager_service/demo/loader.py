@@ -229,7 +229,7 @@ class _Generated:
 
 
 def _account_payload(household: DemoHousehold, meter_id: str) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "user_id": household.user_id,
         "tarif_type": household.tariff,
         "contracted_power": household.contracted_power,
@@ -238,6 +238,12 @@ def _account_payload(household: DemoHousehold, meter_id: str) -> dict[str, Any]:
         "meter_id": meter_id,
         "timezone": TIMEZONE,
     }
+    billing = {
+        "billing_day": household.billing_day,
+        "large_family": household.large_family,
+        "bill_budget": household.bill_budget_eur,
+    }
+    return payload | {name: value for name, value in billing.items() if value is not None}
 
 
 def _content_id(kind: str, payload: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 
 from statistics_manager_service import metrics
+from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_bounds, mock_curves
@@ -126,8 +127,8 @@ def handle_account(session: Session, payload: dict[str, Any], services: Services
 
 
 def _contract_version(data: dict[str, Any], event: EventMeta) -> NewContractVersion:
-    """The contract an account record states, dated by its effective date, else the account
-    manager's modification time, else the event's time (else now)."""
+    """The contract (and billing terms) an account record states, dated by its effective date,
+    else the account manager's modification time, else the event's time (else now)."""
     modified = data.get("modified_timestamp")
     event_time = event.event_time
     if data.get("effective_from") is not None:
@@ -148,7 +149,18 @@ def _contract_version(data: dict[str, Any], event: EventMeta) -> NewContractVers
         timezone=data.get("timezone"),
         modified_ms=int(ranked_by.timestamp() * 1000),
         event_id=event.event_id,
+        billing_day=data.get("billing_day"),
+        large_family=data.get("large_family"),
+        bill_budget_eur=_bill_budget(data),
     )
+
+
+def _bill_budget(data: dict[str, Any]) -> float | None:
+    """The budget a record states: absent is not stated, null clears it (stored as 0)."""
+    if "bill_budget" not in data:
+        return None
+    budget = data["bill_budget"]
+    return CLEARED_BUDGET_EUR if budget is None else float(budget)
 
 
 def handle_device(session: Session, payload: dict[str, Any], services: Services, event: EventMeta) -> None:

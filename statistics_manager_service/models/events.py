@@ -4,12 +4,14 @@ wrong types and impossible values are rejected with a reason that names the fiel
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
+from statistics_manager_service.aggregation.billing import FIRST_BILLING_DAY, LAST_BILLING_DAY
 from statistics_manager_service.aggregation.forecasts import FORECAST_ORIGINS
 
 USER_ID_LENGTH = 10
@@ -23,6 +25,7 @@ MAX_READINGS_PER_EVENT = 50_000
 MAX_REGISTER_WH = 1e12  # a terawatt-hour: no household register reaches it
 MAX_SIGNAL_VALUES = 10_000
 MAX_CONTRACTED_KVA = 41.4  # the largest normal low-voltage (BTN) contract the tariff book prices
+MAX_BILL_BUDGET_EUR = 100_000.0  # far above any household's bill for one period
 # Printable ASCII without spaces: what the account manager issues, and safe in every database.
 USER_ID = validate.Regexp(r"^[\x21-\x7e]{10}$", error="user_id must be 10 printable characters")
 # A forecast event comes from a forecast service or the built-in baseline; mock curves have their own event.
@@ -144,11 +147,39 @@ class InstantField(fields.Field):
         return parse_instant(value, attr or "instant")
 
 
+class StrictInteger(fields.Integer):
+    """An integer given as a JSON integer: not a boolean, a fraction or text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{attr} {value!r} is not an integer")
+        return int(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false: not 1, "yes" or "true"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError(f"{attr} {value!r} is not true or false")
+        return value
+
+
+class StrictNumber(fields.Float):
+    """A finite JSON number: not a boolean or text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValidationError(f"{attr} {value!r} is not a number")
+        return float(value)
+
+
 class AccountSchema(_Base):
     """The account manager's user record, reduced to what statistics need.
 
     `effective_from` (an extension) dates the contract the record states; without it the record's
-    `modified_timestamp` does.
+    `modified_timestamp` does. The billing terms are extensions too: `billing_day`,
+    `large_family` and `bill_budget` (EUR after taxes per billing period; null clears it).
     """
 
     user_id = fields.String(required=True, validate=USER_ID)
@@ -162,6 +193,25 @@ class AccountSchema(_Base):
     timezone = fields.String(allow_none=True)
     effective_from = InstantField(allow_none=True)
     modified_timestamp = InstantField(allow_none=True)
+    billing_day = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(
+            min=FIRST_BILLING_DAY,
+            max=LAST_BILLING_DAY,
+            error=f"billing_day must be a day of the month from {FIRST_BILLING_DAY} to {LAST_BILLING_DAY}",
+        ),
+    )
+    large_family = StrictBoolean(allow_none=True)
+    bill_budget = StrictNumber(
+        allow_none=True,
+        validate=validate.Range(
+            min=0,
+            max=MAX_BILL_BUDGET_EUR,
+            min_inclusive=False,
+            error=f"bill_budget must be a positive amount of EUR up to {MAX_BILL_BUDGET_EUR:,.0f}"
+            " (null clears it)",
+        ),
+    )
 
     @validates("timezone")
     def _known_zone(self, value: str | None, **_: Any) -> None:

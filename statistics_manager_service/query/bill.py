@@ -21,10 +21,12 @@ from statistics_manager_service.aggregation.bill import (
     power_terms,
     project_bill,
 )
+from statistics_manager_service.aggregation.billing import over_budget
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
+from statistics_manager_service.query.bill_terms import BillRequest, BillTerms, bill_terms
 from statistics_manager_service.query.params import EARLIEST, LATEST
 from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.views import (
@@ -45,42 +47,20 @@ _NUMBER_COLUMNS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class BillRequest:
-    """Which bill: a household's billing period starting on `billing_day` of a month."""
-
-    user_id: str
-    year: int
-    month: int
-    billing_day: int
-    large_family: bool
-
-
 def bill_request(
-    user_id: str, period: str | None, billing_day: int, large_family: bool, today: dt.date
+    user_id: str, period: str | None, billing_day: int | None, large_family: bool | None
 ) -> BillRequest:
-    """Validate the period (`YYYY-MM`; none: the period holding `today`)."""
+    """Validate the period (`YYYY-MM`; none: the current period); None terms come from the contract."""
     if period is None:
-        first = today.replace(day=billing_day)
-        if today < first:
-            first = _month_before(first)
-        return BillRequest(user_id, first.year, first.month, billing_day, large_family)
+        return BillRequest(user_id, None, None, billing_day, large_family)
     try:
         year, month = (int(part) for part in period.split("-"))
-        dt.date(year, month, billing_day)
+        dt.date(year, month, billing_day or 1)
     except ValueError:
         raise BadRequest(f"period must be a month as YYYY-MM, e.g. 2026-02: {period!r}") from None
     if not EARLIEST.year <= year < LATEST.year:
         raise BadRequest(f"period must lie between {EARLIEST.year}-01 and {LATEST.year - 1}-12: {period!r}")
     return BillRequest(user_id, year, month, billing_day, large_family)
-
-
-def _month_before(day: dt.date) -> dt.date:
-    return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=day.day)
-
-
-def _month_after(day: dt.date) -> dt.date:
-    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=day.day)
 
 
 def _bill_json(bill: Bill) -> dict[str, Any]:
@@ -114,9 +94,10 @@ def _totals_json(bill: Bill) -> dict[str, float]:
 
 @dataclasses.dataclass(frozen=True)
 class BillSpan:
-    """Where a bill's period lies and what of it has data, in epoch seconds and local days."""
+    """A bill's period and terms, where the period lies and what of it has data, in epoch seconds
+    and local days."""
 
-    first: dt.date
+    billing: BillTerms
     first_day: int
     end_day: int
     start_s: int
@@ -134,9 +115,10 @@ def load_bill_inputs(
     household = session.get(Household, user_id)
     if household is None:
         raise UserNotFound(user_id)
-    first = dt.date(request.year, request.month, request.billing_day)
+    billing = bill_terms(session, household, request, default_timezone, now)
+    first = billing.first
     _, calendars = household_contracts(session, {user_id: household}, default_timezone)
-    first_day, end_day = (first - _EPOCH).days, (_month_after(first) - _EPOCH).days
+    first_day, end_day = (first - _EPOCH).days, (billing.following - _EPOCH).days
     users = np.array([user_id, user_id], dtype=object)
     start_s, end_s = (int(s) for s in calendars.day_starts(users, np.array([first_day, end_day])))
     now_s = int(now.timestamp())
@@ -149,7 +131,7 @@ def load_bill_inputs(
     data_until = min(end_s, now_s, -(-int(last) // BUCKET_SECONDS) * BUCKET_SECONDS if last else start_s)
     is_open = now_s < end_s
     load_start = min(start_s, data_until - PROFILE_DAYS * SECONDS_PER_DAY) if is_open else start_s
-    span = BillSpan(first, first_day, end_day, start_s, end_s, now_s, data_until)
+    span = BillSpan(billing, first_day, end_day, start_s, end_s, now_s, data_until)
     inputs = load_quarter_hour_inputs(
         session, default_timezone, user_id, load_start, max(data_until, load_start + 1)
     )
@@ -162,7 +144,8 @@ def price_bill(
     """Price a household's bill: closed periods from their statistics, an open one so far and as
     projected at its end from the household's recent days."""
     user_id, contracts, calendars = request.user_id, inputs.contracts, inputs.calendars
-    first, first_day, end_day = span.first, span.first_day, span.end_day
+    billing, first_day, end_day = span.billing, span.first_day, span.end_day
+    first = billing.first
     start_s, end_s, now_s, data_until = span.start_s, span.end_s, span.now_s, span.data_until
     rules = taxes_in_force(book, first)
     if rules is None:
@@ -190,7 +173,7 @@ def price_bill(
         export_revenue_eur=float(np.nansum(in_period["export_revenue_eur"].to_numpy(dtype=float))),
         period_days=float(elapsed_days.size),
         contracted_power_kva=kva,
-        large_family=request.large_family,
+        large_family=billing.large_family,
     )
     bill = compose_bill(so_far, rules)
     bounds = np.array([start_s, end_s], dtype=np.int64)
@@ -200,14 +183,13 @@ def price_bill(
     answer: dict[str, Any] = {
         "user_id": user_id,
         "period": f"{first:%Y-%m}",
-        "billing_day": request.billing_day,
         "start": start_iso,
         "end": end_iso,
         "days": int(all_days.size),
         "status": "open" if is_open else "closed",
         "currency": book.currency,
         "contracted_power_kva": kva,
-        "large_family": request.large_family,
+        **billing.as_json(),
         "energy_imported_kwh": round(float(so_far.energy["energy_imported_kwh"].sum()), 3),
         "reduced_vat_kwh": round(bill.reduced_vat_kwh, 3),
         "coverage": round(covered / elapsed_s, 4) if elapsed_s > 0 else None,
@@ -219,6 +201,9 @@ def price_bill(
             so_far, (power_terms(book, contracts, calendars, user_id, all_days), float(all_days.size)),
             buckets, data_until, end_s, rules,
         )  # fmt: skip
+        if answer["projection"] is not None:
+            expected = answer["projection"]["after_taxes"]["expected"]
+            answer["projection"]["exceeds_budget"] = over_budget(expected, billing.budget_eur)
     return answer
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.billing import (
+    DEFAULT_BILLING_DAY,
+    billing_terms_at,
+    resolve_billing_terms,
+)
 from statistics_manager_service.aggregation.contracts import BEGINNING_S
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
@@ -27,18 +33,26 @@ def _iso(epoch_s: int) -> str | None:
 def load_contract_history(
     session: Session, user_id: str, book: TariffBook, default_timezone: str
 ) -> list[dict[str, Any]]:
-    """List a household's contract versions, oldest first, each with every field in force;
-    404 for an unknown household."""
+    """List a household's contract versions, oldest first, each with every field in force (a
+    billing day and large-family flag no version stated are the bill's defaults, 1 and false; a
+    budget never stated or cleared is null); 404 for an unknown household."""
     household = session.get(Household, user_id)
     if household is None:
         raise UserNotFound(user_id)
     stored = load_contract_versions(session, [user_id])
     contracts, _ = resolved_contracts(stored, {user_id: household}, default_timezone)
     sources = dict(zip(stored["effective_s"].tolist(), stored["effective_source"].tolist(), strict=True))
+    instants = contracts["effective_s"].to_numpy(dtype=np.int64)
+    users = np.full(instants.size, user_id, dtype=object)
+    terms = billing_terms_at(resolve_billing_terms(stored), users, instants)
     history = []
-    for effective_s, tariff_type, power_kva, zone, timezone in contracts[
-        ["effective_s", "tariff_type", "contracted_power_kva", "zone", "timezone"]
-    ].itertuples(index=False, name=None):
+    for (effective_s, tariff_type, power_kva, zone, timezone), billing in zip(
+        contracts[["effective_s", "tariff_type", "contracted_power_kva", "zone", "timezone"]].itertuples(
+            index=False, name=None
+        ),
+        terms,
+        strict=True,
+    ):
         spec = book.tariffs.get(tariff_type)
         history.append(
             {
@@ -49,6 +63,9 @@ def load_contract_history(
                 "contracted_power_kva": float(power_kva),
                 "zone": zone,
                 "timezone": timezone,
+                "billing_day": billing.billing_day or DEFAULT_BILLING_DAY,
+                "large_family": bool(billing.large_family),
+                "bill_budget": billing.bill_budget_eur,
             }
         )
     return history

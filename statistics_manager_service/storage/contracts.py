@@ -24,12 +24,16 @@ STORED_VERSION_COLUMNS = (
     "timezone",
     "modified_ms",
     "event_id",
+    "billing_day",
+    "large_family",
+    "bill_budget_eur",
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class NewContractVersion:
-    """A contract version as an account event states it (None: a field it does not state)."""
+    """A contract version as an account event states it (None: a field it does not state;
+    `bill_budget_eur` 0: the version clears the budget)."""
 
     user_id: str
     effective_s: int
@@ -40,6 +44,9 @@ class NewContractVersion:
     timezone: str | None
     modified_ms: int
     event_id: str
+    billing_day: int | None = None
+    large_family: bool | None = None
+    bill_budget_eur: float | None = None
 
 
 def load_contract_versions(session: Session, user_ids: Collection[str]) -> pd.DataFrame:
@@ -56,6 +63,9 @@ def load_contract_versions(session: Session, user_ids: Collection[str]) -> pd.Da
                 ContractVersion.timezone,
                 ContractVersion.modified_ms,
                 ContractVersion.event_id,
+                ContractVersion.billing_day,
+                ContractVersion.large_family,
+                ContractVersion.bill_budget_eur,
             )
             .where(ContractVersion.user_id.in_(sorted(set(user_ids))))
             .order_by(ContractVersion.user_id, ContractVersion.effective_from)
@@ -66,6 +76,9 @@ def load_contract_versions(session: Session, user_ids: Collection[str]) -> pd.Da
     frame = pd.DataFrame(rows, columns=list(STORED_VERSION_COLUMNS))
     frame["effective_s"] = frame["effective_s"].astype("int64")
     frame["contracted_power_kva"] = frame["contracted_power_kva"].astype("float64")
+    frame["billing_day"] = frame["billing_day"].astype("float64")
+    frame["large_family"] = frame["large_family"].astype(object)
+    frame["bill_budget_eur"] = frame["bill_budget_eur"].astype("float64")
     return frame
 
 
@@ -81,6 +94,9 @@ def put_contract_version(session: Session, version: NewContractVersion) -> bool:
         "timezone": version.timezone,
         "modified_ms": version.modified_ms,
         "event_id": version.event_id,
+        "billing_day": version.billing_day,
+        "large_family": version.large_family,
+        "bill_budget_eur": version.bill_budget_eur,
         "updated_at": int(time.time()),
     }
     if stored is None:

@@ -3,7 +3,7 @@ statistics do: identical on PostgreSQL and SQLite, compact, and free of time-zon
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Integer, LargeBinary, MetaData, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -50,7 +50,9 @@ class Household(Base):
 class ContractVersion(Base):
     """One version of a household's contract, in force from `effective_from` until the next one.
 
-    A NULL field was not stated by the version: the value in force before it holds on.
+    A NULL field was not stated by the version: the value in force before it holds on. The billing
+    terms (`billing_day`, `large_family`, `bill_budget_eur`) price no bucket; they shape the bill.
+    A `bill_budget_eur` of 0 is a version that cleared the budget (budgets are positive).
     """
 
     __tablename__ = "contract_versions"
@@ -63,6 +65,12 @@ class ContractVersion(Base):
     contracted_power_kva: Mapped[float | None] = mapped_column(Float)
     zone: Mapped[str | None] = mapped_column(String(8))
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # The day of the month (1-28) the household's billing periods start on.
+    billing_day: Mapped[int | None] = mapped_column(SmallInteger)
+    # A large family (família numerosa) has a larger reduced-VAT allowance.
+    large_family: Mapped[bool | None] = mapped_column(Boolean)
+    # The household's budget for one billing period, EUR after taxes; 0: no budget.
+    bill_budget_eur: Mapped[float | None] = mapped_column(Float)
     # Of two versions with one effective instant, the one modified last (ms) wins, then the event id.
     modified_ms: Mapped[int] = mapped_column(BigInteger)
     event_id: Mapped[str] = mapped_column(String(64))

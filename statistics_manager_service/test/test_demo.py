@@ -112,6 +112,20 @@ def test_demo_loads_every_household_through_the_handlers_once(
     # event states, not from when the demo happened to load.
     first_day = int(daily["period_start"].min())
     assert sorted(versions) == [(user_id, first_day, "effective_from") for user_id in USER_IDS]
+    with context.engine.connect() as connection:
+        terms = connection.execute(
+            sa.text(
+                "SELECT user_id, billing_day, large_family, bill_budget_eur FROM contract_versions"
+                " WHERE billing_day IS NOT NULL OR large_family IS NOT NULL OR bill_budget_eur IS NOT NULL"
+            )
+        ).all()
+    # The households that state billing terms in their account events, and only those, keep them.
+    assert [(u, d, bool(f), b) for u, d, f, b in terms] == [
+        (h.user_id, h.billing_day, h.large_family, h.bill_budget_eur)
+        for h in HOUSEHOLDS
+        if h.billing_day is not None or h.large_family is not None or h.bill_budget_eur is not None
+    ]
+    assert len(terms) == 1 and terms[0][1] != 1
     before = _fingerprint(context)
 
     again = load_demo_data(context, days=DAYS, now=now)

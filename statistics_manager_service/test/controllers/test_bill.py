@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pyerse.comercializador import Opcao_Horaria, Plano, Tarifa
@@ -32,10 +33,20 @@ def hourly_readings(start: dt.datetime, end: dt.datetime, kwh_per_day: float) ->
 
 
 def load_household(
-    context: ServiceContext, tariff: str, kva: float, start: dt.datetime, end: dt.datetime, kwh_per_day: float
+    context: ServiceContext,
+    tariff: str,
+    kva: float,
+    start: dt.datetime,
+    end: dt.datetime,
+    kwh_per_day: float,
+    **terms: object,
 ) -> None:
     registered = account_message(
-        USER, tarif_type=tariff, contracted_power=f"{kva:g} kVA", effective_from="2020-01-01T00:00:00Z"
+        USER,
+        tarif_type=tariff,
+        contracted_power=f"{kva:g} kVA",
+        effective_from="2020-01-01T00:00:00Z",
+        **terms,
     )
     assert process(context, [registered, account_message(OTHER)]) == []
     readings = hourly_readings(start - dt.timedelta(hours=2), end + dt.timedelta(hours=2), kwh_per_day)
@@ -184,3 +195,159 @@ def test_who_may_read_a_bill_and_bad_input(client, context: ServiceContext, auth
         bad = client.get(url, params={"user_id": USER, **query}, headers=auth_headers(service=True))
         assert bad.status_code == 400, query
         assert name in bad.json()["error"]
+
+
+def get_bill(client, headers: Headers, **params: object) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The bill answer for `params` (user_id: USER unless given)."""
+    query = {"user_id": USER, **{k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}}
+    response = client.get("/api/statistics/bill", params=query, headers=headers(service=True))
+    assert response.status_code == 200, response.json()
+    bill: dict[str, Any] = response.json()
+    return bill
+
+
+def update_terms(context: ServiceContext, effective_from: str, **terms: object) -> None:
+    """A later account event stating only billing terms."""
+    event = account_message(USER, "UserUpdated", effective_from=effective_from, **terms)
+    assert process(context, [event]) == []
+
+
+def test_the_contracts_billing_day_15_bills_the_15th_to_the_14th(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    start, end = dt.datetime(2026, 1, 15, tzinfo=dt.UTC), dt.datetime(2026, 3, 15, tzinfo=dt.UTC)
+    load_household(context, "bi-hourly", 6.9, start, end, 12.0, billing_day=15)
+    january = get_bill(client, auth_headers, period="2026-01")
+    assert (january["billing_day"], january["billing_day_source"]) == (15, "contract")
+    assert (january["start"], january["end"], january["days"]) == (
+        "2026-01-15T00:00:00+00:00",
+        "2026-02-15T00:00:00+00:00",
+        31,
+    )
+    assert (january["large_family"], january["large_family_source"], january["budget"]) == (
+        False,
+        "default",
+        None,
+    )
+    kwh = {"vazio": 12.0 * 31 * 10 / 24, "fora_vazio": 12.0 * 31 * 14 / 24}
+    assert january["energy_imported_kwh"] == pytest.approx(12.0 * 31, abs=1e-3)
+    # 200 kWh per 30 days over 31 days: 206.7 kWh of the 372 at the reduced rate.
+    assert january["reduced_vat_kwh"] == pytest.approx(200 * 31 / 30, abs=1e-3)
+    expected = pyerse_total(6.9, Opcao_Horaria.BI_HORARIA, kwh, 31, False)
+    assert january["totals"]["after_taxes"] == pytest.approx(expected, abs=0.03)
+    # The next period starts where this one ends: 15 February to 14 March, 28 days.
+    february = get_bill(client, auth_headers, period="2026-02")
+    assert (february["start"], february["end"], february["days"]) == (
+        january["end"],
+        "2026-03-15T00:00:00+00:00",
+        28,
+    )
+
+
+def test_a_large_family_in_the_contract_gets_300_kwh_at_the_reduced_rate_unless_the_query_says_otherwise(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    start, end = dt.datetime(2026, 2, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    load_household(context, "simple", 6.9, start, end, 15.0, large_family=True)
+    kwh = 15.0 * 28
+    from_contract = get_bill(client, auth_headers, period="2026-02")
+    assert (from_contract["large_family"], from_contract["large_family_source"]) == (True, "contract")
+    assert (from_contract["billing_day"], from_contract["billing_day_source"]) == (1, "default")
+    assert from_contract["reduced_vat_kwh"] == pytest.approx(300 * 28 / 30, abs=1e-3)
+    expected = pyerse_total(6.9, Opcao_Horaria.SIMPLES, {"normal": kwh}, 28, True)
+    assert from_contract["totals"]["after_taxes"] == pytest.approx(expected, abs=0.03)
+
+    overridden = get_bill(client, auth_headers, period="2026-02", large_family=False)
+    assert (overridden["large_family"], overridden["large_family_source"]) == (False, "request")
+    assert overridden["reduced_vat_kwh"] == pytest.approx(200 * 28 / 30, abs=1e-3)
+    expected = pyerse_total(6.9, Opcao_Horaria.SIMPLES, {"normal": kwh}, 28, False)
+    assert overridden["totals"]["after_taxes"] == pytest.approx(expected, abs=0.03)
+    assert overridden["totals"]["after_taxes"] > from_contract["totals"]["after_taxes"]
+
+
+def test_the_querys_billing_day_wins_over_the_contracts(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    start, end = dt.datetime(2026, 1, 15, tzinfo=dt.UTC), dt.datetime(2026, 3, 15, tzinfo=dt.UTC)
+    load_household(context, "simple", 6.9, start, end, 5.0, billing_day=15, bill_budget=50.0)
+    bill = get_bill(client, auth_headers, period="2026-02", billing_day=1)
+    assert (bill["billing_day"], bill["billing_day_source"]) == (1, "request")
+    assert (bill["start"], bill["end"], bill["days"]) == (
+        "2026-02-01T00:00:00+00:00",
+        "2026-03-01T00:00:00+00:00",
+        28,
+    )
+    assert bill["energy_imported_kwh"] == pytest.approx(5.0 * 28, abs=1e-3)
+    # The budget is the contract's whatever the query says; a closed period has no projection.
+    assert (bill["budget"], bill["status"], bill["projection"]) == (50.0, "closed", None)
+
+
+def test_a_change_of_billing_day_gives_one_longer_period_and_no_gap(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    start, end = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 4, 15, tzinfo=dt.UTC)
+    load_household(context, "simple", 6.9, start, end, 10.0)
+    # From 10 February on, billing periods start on the 15th: February's period still starts on the 1st.
+    update_terms(context, "2026-02-10T00:00:00Z", billing_day=15)
+    bills = [get_bill(client, auth_headers, period=f"2026-{m:02d}") for m in (1, 2, 3)]
+    assert [(b["start"][:10], b["end"][:10], b["days"]) for b in bills] == [
+        ("2026-01-01", "2026-02-01", 31),
+        ("2026-02-01", "2026-03-15", 42),
+        ("2026-03-15", "2026-04-15", 31),
+    ]
+    assert [(b["billing_day"], b["billing_day_source"]) for b in bills] == [
+        (1, "default"),
+        (1, "default"),
+        (15, "contract"),
+    ]
+    transition = bills[1]
+    # 420 kWh over 42 days: 280 kWh (200 per 30 days) at the reduced rate.
+    assert transition["reduced_vat_kwh"] == pytest.approx(280.0, abs=1e-3)
+    power = [line for line in transition["lines"] if line["kind"] == "power"]
+    assert [line["quantity"] for line in power] == [42]
+    expected = pyerse_total(6.9, Opcao_Horaria.SIMPLES, {"normal": 420.0}, 42, False)
+    assert transition["totals"]["after_taxes"] == pytest.approx(expected, abs=0.03)
+
+
+def test_the_terms_are_those_in_force_at_the_local_start_of_the_month(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    start, end = dt.datetime(2026, 4, 1, tzinfo=dt.UTC), dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
+    load_household(context, "simple", 6.9, start, end, 5.0, billing_day=10)
+    # Lisbon is on UTC+1 in summer: 1 May starts at 2026-04-30T23:00Z, 1 June at 2026-05-31T23:00Z.
+    update_terms(context, "2026-04-30T23:00:00Z", billing_day=20, large_family=True)
+    update_terms(context, "2026-05-31T23:00:01Z", billing_day=5, bill_budget=30.0)
+    may, june = (get_bill(client, auth_headers, period=p) for p in ("2026-05", "2026-06"))
+    # May's terms took effect at its first instant; June's one second after June began: next period.
+    assert (may["billing_day"], may["large_family"], may["budget"]) == (20, True, None)
+    assert (may["start"], may["end"]) == ("2026-05-20T00:00:00+01:00", "2026-06-20T00:00:00+01:00")
+    assert (june["billing_day"], june["large_family"], june["budget"]) == (20, True, None)
+    assert (june["start"], june["end"]) == ("2026-06-20T00:00:00+01:00", "2026-07-05T00:00:00+01:00")
+    assert june["days"] == 15
+
+
+def test_an_open_periods_projection_is_compared_with_the_budget(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    load_household(context, "simple", 6.9, now - dt.timedelta(days=40), now - dt.timedelta(hours=2), 24.0)
+    without = get_bill(client, auth_headers)
+    assert (without["status"], without["budget"], without["projection"]["exceeds_budget"]) == (
+        "open",
+        None,
+        None,
+    )
+    # The expected total as pyerse computes it for the whole period at 24 kWh a day.
+    days = without["days"]
+    expected = pyerse_total(6.9, Opcao_Horaria.SIMPLES, {"normal": 24.0 * days}, days, False)
+    update_terms(context, "2021-01-01T00:00:00Z", bill_budget=round(expected - 2.0, 2))
+    over = get_bill(client, auth_headers)
+    assert over["budget"] == round(expected - 2.0, 2)
+    assert over["projection"]["exceeds_budget"] is True
+    update_terms(context, "2022-01-01T00:00:00Z", bill_budget=round(expected + 2.0, 2))
+    under = get_bill(client, auth_headers)
+    assert (under["budget"], under["projection"]["exceeds_budget"]) == (round(expected + 2.0, 2), False)
+    # A null budget clears it.
+    update_terms(context, "2023-01-01T00:00:00Z", bill_budget=None)
+    cleared = get_bill(client, auth_headers)
+    assert (cleared["budget"], cleared["projection"]["exceeds_budget"]) == (None, None)

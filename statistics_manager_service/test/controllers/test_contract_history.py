@@ -80,5 +80,8 @@ def test_a_household_known_only_from_readings_has_its_default_contract_from_the_
             "contracted_power_kva": 6.9,
             "zone": "PT",
             "timezone": context.settings.default_timezone,
+            "billing_day": 1,
+            "large_family": False,
+            "bill_budget": None,
         }
     ]

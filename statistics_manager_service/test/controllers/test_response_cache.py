@@ -331,6 +331,15 @@ def test_bills_and_tariff_comparisons_are_cached_until_what_they_price_changes(
         options = client.get(comparison.format(USER), headers=headers).json()["options"]
         assert "dynamic" in {option["tariff_type"] for option in options}
 
+        # New billing terms in the contract change no statistic, but they change the bill.
+        updated = account_message(
+            OTHER, "UserUpdated", large_family=True, effective_from="2020-01-01T00:00:00Z"
+        )
+        assert process(cached, [updated]) == []
+        wait_for(lambda: all(OTHER not in key for key in cache._entries), "OTHER's answers to go")
+        check_all()
+        assert client.get(bill.format(OTHER), headers=headers).json()["large_family_source"] == "contract"
+
 
 def test_the_cache_stops_answering_while_the_listener_is_disconnected(
     cached: ServiceContext, auth_headers: Headers

@@ -79,6 +79,60 @@ def test_the_change_announcements_come_and_go_with_their_migration(empty_databas
     engine.dispose()
 
 
+def test_the_billing_terms_of_contract_versions_come_and_go_with_their_migration(empty_database: str) -> None:
+    from alembic import command
+
+    engine = make_engine(empty_database)
+
+    def columns() -> set[str]:
+        with engine.connect() as connection:
+            return {column["name"] for column in sa.inspect(connection).get_columns("contract_versions")}
+
+    terms = {"billing_day", "large_family", "bill_budget_eur"}
+    migrate.upgrade(engine, "0008")
+    assert not terms & columns()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO contract_versions (user_id, effective_from, effective_source, tariff_type,"
+                " modified_ms, event_id, updated_at) VALUES ('migrated01', 0, 'initial', 'simple', 0, 'e', 0)"
+            )
+        )
+    migrate.upgrade(engine, "0009")
+    assert terms <= columns()
+    with engine.begin() as connection:
+        # Existing versions state no term; a new one can.
+        assert connection.execute(
+            sa.text("SELECT billing_day, large_family, bill_budget_eur FROM contract_versions")
+        ).all() == [(None, None, None)]
+        connection.execute(
+            sa.text(
+                "INSERT INTO contract_versions (user_id, effective_from, effective_source, modified_ms,"
+                " event_id, updated_at, billing_day, large_family, bill_budget_eur)"
+                " VALUES ('migrated01', 100, 'effective_from', 1, 'f', 0, 15, :large, 80.5)"
+            ),
+            {"large": True},
+        )
+        stored = connection.execute(
+            sa.text(
+                "SELECT billing_day, large_family, bill_budget_eur FROM contract_versions WHERE effective_from = 100"
+            )
+        ).one()
+        assert (stored[0], bool(stored[1]), stored[2]) == (15, True, 80.5)
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert migrate.current_revision(engine) == "0008"
+    assert not terms & columns()
+    with engine.connect() as connection:
+        # The versions themselves stay.
+        assert connection.execute(sa.text("SELECT count(*) FROM contract_versions")).scalar_one() == 2
+    migrate.upgrade(engine)
+    assert terms <= columns()
+    engine.dispose()
+
+
 def _waiting_advisory_locks(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         waiting: int = connection.execute(
