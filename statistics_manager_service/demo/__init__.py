@@ -1,7 +1,7 @@
 """Demo data: a year of realistic households loaded through the consumer's own handlers.
 
 `python -m statistics_manager_service --demo` calls `load_demo` before serving, then `live.feed_live`
-keeps adding the newest readings while it serves. Six Lisbon homes
+keeps adding the newest readings while it serves. Fifteen Lisbon homes
 (with and without PV, every tariff type, a meter replacement, a dongle that goes offline) report a
 reading every quarter hour, next to the zone's hourly carbon intensity and day-ahead prices.
 Demand follows the BDEW H0 standard load profile; PV output comes from pvlib when it is installed
