@@ -32,8 +32,8 @@ from statistics_manager_service.recompute.updater import StatisticsUpdater
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.peers import (
     household_batch,
+    load_computed_period,
     lock_period,
-    period_computed_at,
     replace_period_groups,
 )
 
@@ -95,8 +95,8 @@ class PeerGroupJob:
         """Compute one month's groups from every household and replace the stored ones."""
         if fresh_for_s > 0:
             with session_scope(self.session_factory) as session:
-                computed_at = period_computed_at(session, days.period)
-            if computed_at is not None and now_s - computed_at < fresh_for_s:
+                computed = load_computed_period(session, days.period)
+            if computed is not None and now_s - computed.computed_at < fresh_for_s:
                 return PeriodRun(days.period, 0, 0, 0, written=False)
         frames, read, after = [], 0, ""
         while True:

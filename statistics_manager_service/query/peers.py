@@ -23,7 +23,12 @@ from statistics_manager_service.exception_handling_utils.errors import (
 )
 from statistics_manager_service.recompute.peers import ComparedDays, household_peer_rows, month_of
 from statistics_manager_service.recompute.updater import StatisticsUpdater
-from statistics_manager_service.storage.peers import StoredGroup, latest_period, load_period_groups
+from statistics_manager_service.storage.peers import (
+    StoredGroup,
+    latest_period,
+    load_computed_period,
+    load_period_groups,
+)
 from statistics_manager_service.storage.tables import Household
 
 PEER_METHOD = (
@@ -50,6 +55,11 @@ def peer_period(period: str | None) -> str | None:
     return period
 
 
+def _key(stored: StoredGroup) -> tuple[str, str, str, bool]:
+    group = stored.group
+    return group.zone, group.tariff_type, group.power_band, group.pv
+
+
 def _group_json(group: StoredGroup, contracted_power_kva: float) -> dict[str, Any]:
     return {
         "zone": group.group.zone,
@@ -68,20 +78,18 @@ def load_peer_comparison(
     if household is None:
         raise UserNotFound(user_id)
     period = period or latest_period(session)
-    groups = load_period_groups(session, period) if period else []
-    if period is None or not groups:
+    computed = load_computed_period(session, period) if period else None
+    if period is None or computed is None:
         raise Conflict(
             f"no peer groups are computed for {period or 'any month'} yet: the workers compute those of"
-            " the open and the previous month every PEER_COMPARISON_INTERVAL_S (from the open month's"
-            " second day on, once at least one household has readings backing"
-            f" {MIN_COVERAGE:.0%} of its days); ask for one of those months, or try again later"
+            " the open and the previous month every PEER_COMPARISON_INTERVAL_S (the open month from its"
+            " second day on); ask for one of those months, or try again later"
         )
-    stored = groups[0]
     days = ComparedDays(
         period,
-        dt.date.fromisoformat(stored.first_day),
-        dt.date.fromisoformat(stored.last_day),
-        stored.complete,
+        dt.date.fromisoformat(computed.first_day),
+        dt.date.fromisoformat(computed.last_day),
+        computed.complete,
     )
     row = household_peer_rows(session, statistics, [household], days).iloc[0]
     compared = f"{days.first_day} to {days.last_day}"
@@ -97,10 +105,7 @@ def load_peer_comparison(
             f" {MIN_COVERAGE:.0%}, so that months with missing days are not ranked as frugal ones"
         )
     key = (row["zone"], row["tariff_type"], row["power_band"], bool(row["pv"]))
-    group = next(
-        (g for g in groups if (g.group.zone, g.group.tariff_type, g.group.power_band, g.group.pv) == key),
-        None,
-    )
+    group = next((g for g in load_period_groups(session, period) if _key(g) == key), None)
     if group is None or group.group.percentiles_kwh is None:
         pv = "with PV" if key[3] else "without PV"
         raise Conflict(
@@ -113,9 +118,9 @@ def load_peer_comparison(
     return {
         "user_id": user_id,
         "period": period,
-        "first_day": group.first_day,
-        "last_day": group.last_day,
-        "complete": group.complete,
+        "first_day": computed.first_day,
+        "last_day": computed.last_day,
+        "complete": computed.complete,
         "consumption_kwh": round(consumption, 3),
         "coverage": round(float(row["coverage"]), 4),
         "units": "kWh",
@@ -124,6 +129,6 @@ def load_peer_comparison(
         "efficient_kwh": group.group.percentile(EFFICIENT),
         "households": group.group.households,
         "group": _group_json(group, float(row["contracted_power_kva"])),
-        "computed_at": dt.datetime.fromtimestamp(group.computed_at, dt.UTC).isoformat(),
+        "computed_at": dt.datetime.fromtimestamp(computed.computed_at, dt.UTC).isoformat(),
         "method": PEER_METHOD,
     }

@@ -12,12 +12,26 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.peers import PeerGroup
-from statistics_manager_service.storage.tables import Household, PeerGroupRow
+from statistics_manager_service.storage.tables import Household, PeerGroupRow, ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 
 KEY = ("period", "zone", "tariff_type", "power_band", "pv")
+# service_state rows `peer_groups:YYYY-MM`: which days a month's last computation compared, and when,
+# also for a month where no household counted (no group rows).
+STATE_PREFIX = "peer_groups:"
 # PostgreSQL advisory lock of the peer-group writes: (namespace, key of the period).
 PEER_LOCK_NAMESPACE = 0x5047
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputedPeriod:
+    """A month's last computation: the local days it compared and when it ran (epoch s)."""
+
+    period: str
+    first_day: str
+    last_day: str
+    complete: bool
+    computed_at: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +72,8 @@ def replace_period_groups(
     complete: bool,
     computed_at: int,
 ) -> None:
-    """Make `groups` the period's groups: upsert them and delete the period's other groups."""
+    """Make `groups` the period's groups: upsert them, delete the period's other groups and record
+    the computation."""
     rows = [
         {
             "period": period,
@@ -78,6 +93,9 @@ def replace_period_groups(
         for group in groups
     ]
     upsert_rows(session, PeerGroupRow, rows, KEY)
+    record = {"first_day": first_day, "last_day": last_day, "complete": complete, "computed_at": computed_at}
+    state = {"key": STATE_PREFIX + period, "value": orjson.dumps(record).decode(), "updated_at": computed_at}
+    upsert_rows(session, ServiceState, [state], ["key"])
     stale = sa.delete(PeerGroupRow).where(PeerGroupRow.period == period)
     if rows:
         kept = sa.tuple_(*(PeerGroupRow.__table__.c[name] for name in KEY[1:]))
@@ -101,14 +119,19 @@ def load_period_groups(session: Session, period: str) -> list[StoredGroup]:
     return [_stored(row) for row in session.scalars(statement)]
 
 
-def period_computed_at(session: Session, period: str) -> int | None:
-    """Return when the period's groups were last computed (None: never)."""
-    statement = sa.select(sa.func.max(PeerGroupRow.computed_at)).where(PeerGroupRow.period == period)
-    value = session.execute(statement).scalar_one()
-    return None if value is None else int(value)
+def load_computed_period(session: Session, period: str) -> ComputedPeriod | None:
+    """Return the month's last computation (None: never computed)."""
+    state = session.get(ServiceState, STATE_PREFIX + period)
+    if state is None:
+        return None
+    value = orjson.loads(state.value)
+    return ComputedPeriod(
+        period, value["first_day"], value["last_day"], bool(value["complete"]), int(value["computed_at"])
+    )
 
 
 def latest_period(session: Session) -> str | None:
-    """Return the newest period with stored groups (None: none yet)."""
-    value = session.execute(sa.select(sa.func.max(PeerGroupRow.period))).scalar_one()
-    return None if value is None else str(value)
+    """Return the newest computed month (None: none yet)."""
+    statement = sa.select(sa.func.max(ServiceState.key)).where(ServiceState.key.startswith(STATE_PREFIX))
+    value = session.execute(statement).scalar_one()
+    return None if value is None else str(value).removeprefix(STATE_PREFIX)
