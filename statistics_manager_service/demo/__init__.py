@@ -90,6 +90,7 @@ def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
         {"user_ids": "demohome02,demohome04", "group_by": "daily", "start_date": week_ago}, safe=",:"
     )
     summary = f"{base}/statistics-summary?" + urlencode({"user_id": "demohome04"})
+    peers = f"{base}/peer-comparison?" + urlencode({"user_id": "demohome01"})
     lines = [
         "",
         f"Demo data: {len(HOUSEHOLDS)} households in {TIMEZONE}, {first} to {last:%Y-%m-%d %H:%M}, "
@@ -110,6 +111,7 @@ def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
         "Try:",
         f"  {consumption}",
         f"  {summary}",
+        f"  {peers}",
         f'  curl -H "Authorization: Bearer {token}" -H "X-Correlation-ID: demo-1" "{summary}"',
         "",
     ]
