@@ -1,4 +1,4 @@
-"""Command line: serve (`--role all|api|worker`, `--demo`), `db upgrade`, `token`."""
+"""Command line: serve (`--role all|api|worker`, `--demo`), `db upgrade`, `token`, `peer-groups`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user-id", help="the household user id (sub claim)")
     token.add_argument("--service", action="store_true", help="a service token that may read any household")
     token.add_argument("--hours", type=float, default=24.0, help="validity in hours (default 24)")
+    commands.add_parser(
+        "peer-groups",
+        help="compute the peer groups of the open and the previous month once (the workers do it "
+        "every PEER_COMPARISON_INTERVAL_S)",
+    )
     return parser
 
 
@@ -57,6 +62,26 @@ def _run_db(action: str) -> int:
     if action == "upgrade":
         migrate.upgrade(engine)
     print(f"schema revision: {migrate.current_revision(engine)} (newest: {migrate.head_revision()})")
+    return 0
+
+
+def _run_peer_groups() -> int:
+    from statistics_manager_service.config import Settings
+    from statistics_manager_service.context import build_context
+    from statistics_manager_service.event_consumer.runner import peer_group_job
+    from statistics_manager_service.log import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    context = build_context(settings, "worker")
+    try:
+        for run in peer_group_job(context).run_once():
+            print(
+                f"{run.period}: {run.households_counted} of {run.households_read} households"
+                f" counted in {run.groups} groups"
+            )
+    finally:
+        context.dispose()
     return 0
 
 
@@ -163,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_db(args.action)
         if args.command == "token":
             return _run_token(args.user_id, args.service, args.hours)
+        if args.command == "peer-groups":
+            return _run_peer_groups()
         return _serve(args.role, args.demo)
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)

@@ -153,6 +153,8 @@ class Settings:
     signal_max_age_days: int = 3650
     signal_max_future_days: int = 31
     recompute_households_per_transaction: int = 100
+    # Seconds between two computations of the peer groups by a worker; 0 turns the job off.
+    peer_comparison_interval_s: float = 3600.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -348,6 +350,9 @@ class Settings:
                 text("RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION", "100") or "",
                 1,
                 10_000,
+            ),
+            peer_comparison_interval_s=_parse_float(
+                "PEER_COMPARISON_INTERVAL_S", text("PEER_COMPARISON_INTERVAL_S", "3600") or "", 0.0
             ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:

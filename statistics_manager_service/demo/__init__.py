@@ -1,7 +1,7 @@
 """Demo data: a year of realistic households loaded through the consumer's own handlers.
 
 `python -m statistics_manager_service --demo` calls `load_demo` before serving, then `live.feed_live`
-keeps adding the newest readings while it serves. Six Lisbon homes
+keeps adding the newest readings while it serves. Fifteen Lisbon homes
 (with and without PV, every tariff type, a meter replacement, a dongle that goes offline) report a
 reading every quarter hour, next to the zone's hourly carbon intensity and day-ahead prices.
 Demand follows the BDEW H0 standard load profile; PV output comes from pvlib when it is installed
@@ -90,6 +90,7 @@ def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
         {"user_ids": "demohome02,demohome04", "group_by": "daily", "start_date": week_ago}, safe=",:"
     )
     summary = f"{base}/statistics-summary?" + urlencode({"user_id": "demohome04"})
+    peers = f"{base}/peer-comparison?" + urlencode({"user_id": "demohome01"})
     lines = [
         "",
         f"Demo data: {len(HOUSEHOLDS)} households in {TIMEZONE}, {first} to {last:%Y-%m-%d %H:%M}, "
@@ -110,6 +111,7 @@ def introduction(settings: Settings, load: DemoLoad, token: str) -> str:
         "Try:",
         f"  {consumption}",
         f"  {summary}",
+        f"  {peers}",
         f'  curl -H "Authorization: Bearer {token}" -H "X-Correlation-ID: demo-1" "{summary}"',
         "",
     ]

@@ -123,6 +123,30 @@ HOUSEHOLDS: tuple[DemoHousehold, ...] = (
         pv_kwp=2.0,
         pv_azimuth_deg=160.0,
     ),
+    # Neighbours of demohome01 in one peer group (PT, simple, 1.15-3.45 kVA, no PV): with it, the
+    # ten comparable households /peer-comparison needs.
+    *(
+        DemoHousehold(
+            f"demohome{number:02d}",
+            f"{what} in Lisbon, simple tariff, no PV",
+            "simple",
+            power,
+            annual_kwh,
+            postal_code,
+            f"PT00020000{number:08d}NB",
+        )
+        for number, what, power, annual_kwh, postal_code in (
+            (7, "studio", "2.3 kVA", 1500.0, "1100-148"),
+            (8, "flat", "3.45 kVA", 2200.0, "1150-021"),
+            (9, "flat", "3.45 kVA", 2900.0, "1200-195"),
+            (10, "small flat", "2.3 kVA", 1900.0, "1250-096"),
+            (11, "flat", "3.45 kVA", 3400.0, "1300-341"),
+            (12, "shared flat", "3.45 kVA", 3700.0, "1350-115"),
+            (13, "flat", "3.45 kVA", 2450.0, "1400-209"),
+            (14, "studio", "2.3 kVA", 1200.0, "1500-531"),
+            (15, "flat", "3.45 kVA", 2750.0, "1600-036"),
+        )
+    ),
 )
 
 

@@ -34,7 +34,7 @@ def feed_live(context: ServiceContext, stop: threading.Event) -> None:
     logger.info("demo: new readings every %.0f s of wall time", interval_s)
     while not stop.wait(seconds_to_next_tick(interval_s, time.time())):
         try:
-            load = load_demo_data(context, stop=stop)
+            load = load_demo_data(context, stop=stop, peer_groups=False)
         except Exception:  # a failed tick is logged; the next one catches up
             logger.exception("demo: loading the newest readings failed; the next tick retries")
             continue

@@ -39,7 +39,7 @@ from statistics_manager_service.demo.noise import lognormal_factor
 from statistics_manager_service.demo.solar import BUILT_IN, Weather, available_model, weather
 from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.processor import DeadLetter
-from statistics_manager_service.event_consumer.runner import build_processor
+from statistics_manager_service.event_consumer.runner import build_processor, peer_group_job
 from statistics_manager_service.event_producers.requests import baseline_payload
 from statistics_manager_service.recompute.forecasts import baseline_forecast
 from statistics_manager_service.storage import households as household_store
@@ -487,14 +487,25 @@ def load_demo_data(
     days: int = DEFAULT_DAYS,
     now: dt.datetime | None = None,
     stop: threading.Event | None = None,
+    peer_groups: bool = True,
 ) -> DemoLoad:
     """Send the events of the demo households that the database has not processed yet.
 
     `days` applies to a fresh database. One that already holds the demo keeps the span it was
     planned with (the registers continue from its first day) and is extended to today: the days
     missed since its last run are loaded, up to `CATCH_UP_DAYS` before today. `stop` ends the
-    load between two batches.
+    load between two batches. With `peer_groups` the peer groups of the open and the previous
+    month are then computed, as the workers' periodic job does, so `/peer-comparison` answers at once.
     """
+    load = _send_missing(context, days, now, stop)
+    if peer_groups and not load.stale and (stop is None or not stop.is_set()):
+        peer_group_job(context).run_once(now=now)
+    return load
+
+
+def _send_missing(
+    context: ServiceContext, days: int, now: dt.datetime | None, stop: threading.Event | None
+) -> DemoLoad:
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
     plan = _stored_plan(context)

@@ -17,6 +17,7 @@ from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
 from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
+from statistics_manager_service.event_consumer.peer_groups import PeerGroupJob
 from statistics_manager_service.event_consumer.processor import BatchProcessor, DeadLetter, TransientFailure
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import (
@@ -38,6 +39,13 @@ def build_processor(context: ServiceContext) -> BatchProcessor:
     """The batch processor the consumer (and the in-process relay) use."""
     services = Services(settings=context.settings, updater=updater_for(context))
     return BatchProcessor(context.session_factory, services, context.settings.kafka_topic_prefix)
+
+
+def peer_group_job(context: ServiceContext) -> PeerGroupJob:
+    """The periodic job of the peer groups, as the workers, the demo and the command line run it."""
+    return PeerGroupJob(
+        context.session_factory, updater_for(context), context.settings.peer_comparison_interval_s
+    )
 
 
 def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publisher:
@@ -101,6 +109,8 @@ def start_workers(context: ServiceContext, background: Background) -> None:
 
     background.spawn("tariff-sync", sync_tariffs)
     background.spawn("housekeeping", Housekeeping(context.session_factory, settings).run)
+    if settings.peer_comparison_interval_s > 0:
+        background.spawn("peer-groups", peer_group_job(context).run)
     if not settings.kafka_enabled:
         logger.info("KAFKA_BOOTSTRAP_SERVERS is not set: outbox events are handled in-process")
         relay = OutboxRelay(

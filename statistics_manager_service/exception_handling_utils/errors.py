@@ -51,6 +51,12 @@ class NotAcceptable(ServiceError):
     status = 406
 
 
+class Conflict(ServiceError):
+    """The request is well formed but a rule of the service refuses it now; the message says which."""
+
+    status = 409
+
+
 class Unprocessable(ServiceError):
     """The request is well formed but the data it needs does not exist; the message says what to do."""
 

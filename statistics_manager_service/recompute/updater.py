@@ -167,10 +167,19 @@ class StatisticsUpdater:
         end_s: int,
         level: Level,
         with_update_times: bool = False,
+        partial: bool = False,
     ) -> pd.DataFrame:
         """Compute the periods of a level that is not stored (see `views.period_statistics`)."""
         return period_statistics(
-            session, self.book, self.default_timezone, user_ids, start_s, end_s, level, with_update_times
+            session,
+            self.book,
+            self.default_timezone,
+            user_ids,
+            start_s,
+            end_s,
+            level,
+            with_update_times,
+            partial,
         )
 
     # ---- households and windows ---------------------------------------------------------

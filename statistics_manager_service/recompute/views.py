@@ -40,11 +40,14 @@ def period_statistics(
     end_s: int,
     level: Level,
     with_update_times: bool = False,
+    partial: bool = False,
 ) -> pd.DataFrame:
     """Compute the periods of `level` of households that start in [start_s, end_s).
 
     Columns: `user_id`, `period_start` and the statistics, sorted by household and start; with
-    `with_update_times` also `updated_at`, of the newest data the period comes from.
+    `with_update_times` also `updated_at`, of the newest data the period comes from. With
+    `partial`, a period rolls up only its children inside [start_s, end_s) (a month to date): the
+    range must lie inside one period of each household.
     """
     statement = sa.select(Household).where(Household.user_id.in_(sorted(set(user_ids))))
     households = {household.user_id: household for household in session.scalars(statement)}
@@ -53,7 +56,7 @@ def period_statistics(
     if windows.empty:
         return pd.DataFrame({"user_id": pd.Series(dtype=object), "period_start": pd.Series(dtype="int64")})
     contracts, calendars = household_contracts(session, households, default_timezone)
-    if level.engine is not None:
+    if level.engine is not None and not partial:
         windows = covering_periods(windows, calendars, level.engine)
     if level.source == STORED_LEVEL.name:
         children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times)
@@ -64,7 +67,9 @@ def period_statistics(
         if level.engine is None:
             return children.sort_values(["user_id", "period_start"], kind="stable").reset_index(drop=True)
     assert level.engine is not None
-    return inside_windows(rollup(children, calendars, level.engine), windows, "period_start")
+    periods = rollup(children, calendars, level.engine)
+    # A partial period starts before its range: its children were chosen by the range already.
+    return periods if partial else inside_windows(periods, windows, "period_start")
 
 
 @dataclasses.dataclass(frozen=True)

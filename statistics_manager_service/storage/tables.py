@@ -261,3 +261,24 @@ class PendingRecompute(Base):
     cause: Mapped[str] = mapped_column(String(16))
     after_user_id: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PeerGroupRow(Base):
+    """One group of comparable households over a month (`period`, YYYY-MM) as the periodic job last
+    computed it: how many households count and, from 10 on, the percentiles 1 to 99 of their
+    consumption (a JSON list of kWh). No household's id or value is kept."""
+
+    __tablename__ = "peer_groups"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(8), primary_key=True)
+    tariff_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    power_band: Mapped[str] = mapped_column(String(16), primary_key=True)
+    pv: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    households: Mapped[int] = mapped_column(Integer)
+    percentiles_kwh: Mapped[str | None] = mapped_column(Text)
+    # The local days compared: the 1st of the month to `last_day` (ISO dates), whole when `complete`.
+    first_day: Mapped[str] = mapped_column(String(10))
+    last_day: Mapped[str] = mapped_column(String(10))
+    complete: Mapped[bool] = mapped_column(Boolean)
+    computed_at: Mapped[int] = mapped_column(BigInteger)

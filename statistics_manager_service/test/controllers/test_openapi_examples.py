@@ -15,9 +15,10 @@ from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.demo import load_demo_data
 from statistics_manager_service.demo.households import HOUSEHOLDS
 
-# The demo as it stood the day after the examples' week: two weeks of data before it.
+# The demo as it stood the day after the examples' week: the month to date before it, so that
+# /peer-comparison finds households whose readings back its compared days.
 DEMO_NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
-DEMO_DAYS = 14
+DEMO_DAYS = 24
 DEMO_USER_IDS = {household.user_id for household in HOUSEHOLDS}
 
 
