@@ -158,7 +158,7 @@ class Settings:
     signal_max_age_days: int = 3650
     signal_max_future_days: int = 31
     recompute_households_per_transaction: int = 100
-    # The alert job of the workers (see docs/ALERTS.md).
+    # The alert job of the workers (see docs/HOUSEHOLD_ALERTS.md).
     alerts_enabled: bool = True
     alert_causes: tuple[str, ...] = ALERT_CAUSES
     alert_interval_s: float = 300.0

@@ -2,7 +2,7 @@
 queue an outbox event for each alert the rules find, at most once per household, cause and day.
 
 It runs beside the consumer, never inside a batch: ingestion pays nothing for it (see
-docs/ALERTS.md). Households are taken in user order, `ALERT_BATCH_HOUSEHOLDS` per transaction;
+docs/HOUSEHOLD_ALERTS.md). Households are taken in user order, `ALERT_BATCH_HOUSEHOLDS` per transaction;
 each transaction records the alerts it queued (`alerts_sent`, with the outbox rows) and how far
 it checked its households (`alert_progress`), so a crash loses nothing and repeats nothing. On
 PostgreSQL one worker at a time runs a batch (an advisory lock); whatever the workers, an alert's

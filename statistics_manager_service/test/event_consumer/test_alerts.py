@@ -19,7 +19,7 @@ from statistics_manager_service.event_consumer.alerts import AlertJob, alert_eve
 from statistics_manager_service.storage.alerts import AlertKey, alert_candidates, sent_alerts
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import AlertProgress, OutboxEvent
-from statistics_manager_service.test.support.pipeline import meter_message, process, reading
+from statistics_manager_service.test.support.pipeline import PREFIX, meter_message, process, reading
 
 USER = "alerthome1"
 LISBON = ZoneInfo("Europe/Lisbon")
@@ -58,8 +58,12 @@ def feed(
             readings.append(reading(at.astimezone(dt.UTC), register_wh, voltage_v=voltage(at)))
         register_wh += (BASE_POWER_W if watts is None else watts) * STEP.total_seconds() / 3600
         at += STEP
+    prefix = context.settings.kafka_topic_prefix
     for start in range(0, len(readings), 2000):
-        assert process(context, [meter_message(user_id, readings[start : start + 2000])]) == []
+        sent = meter_message(user_id, readings[start : start + 2000])
+        # Through the consumer's own processor, on the topics of this context.
+        consumed = dataclasses.replace(sent, topic=prefix + sent.topic.removeprefix(PREFIX))
+        assert process(context, [consumed]) == []
 
 
 def run_job(context: ServiceContext, **overrides: Any) -> int:
