@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from statistics_manager_service.aggregation.anomalies import ALERT_CAUSES
 from statistics_manager_service.signing_key import embedded_signing_key, key_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./statistics.db"
@@ -99,6 +100,10 @@ def _parse_float(name: str, value: str, minimum: float) -> float:
     return number
 
 
+def _parse_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Every setting of the service; build with `Settings.from_env()` or directly in tests."""
@@ -155,6 +160,15 @@ class Settings:
     recompute_households_per_transaction: int = 100
     # Seconds between two computations of the peer groups by a worker; 0 turns the job off.
     peer_comparison_interval_s: float = 3600.0
+    # The alert job of the workers (see docs/HOUSEHOLD_ALERTS.md).
+    alerts_enabled: bool = True
+    alert_causes: tuple[str, ...] = ALERT_CAUSES
+    alert_interval_s: float = 300.0
+    alert_baseline_weeks: int = 4
+    alert_consumption_factor: float = 1.5
+    alert_baseload_factor: float = 1.5
+    alert_voltage_min_v: float = 207.0
+    alert_voltage_max_v: float = 253.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -228,6 +242,16 @@ class Settings:
             raise ConfigurationError(
                 f"READING_MAX_GAP_DAYS ({self.reading_max_gap_days}) must not exceed "
                 f"READING_MAX_AGE_DAYS ({self.reading_max_age_days})"
+            )
+        unknown = sorted(set(self.alert_causes) - set(ALERT_CAUSES))
+        if unknown:
+            raise ConfigurationError(
+                f"ALERT_CAUSES names unknown causes {', '.join(unknown)}; known: {', '.join(ALERT_CAUSES)}"
+            )
+        if not self.alert_voltage_min_v < self.alert_voltage_max_v:
+            raise ConfigurationError(
+                f"ALERT_VOLTAGE_MIN_V ({self.alert_voltage_min_v}) must be below "
+                f"ALERT_VOLTAGE_MAX_V ({self.alert_voltage_max_v})"
             )
         if self.tariffs_file is not None and not Path(self.tariffs_file).is_file():
             raise ConfigurationError(f"TARIFFS_FILE does not exist: {self.tariffs_file}")
@@ -353,6 +377,24 @@ class Settings:
             ),
             peer_comparison_interval_s=_parse_float(
                 "PEER_COMPARISON_INTERVAL_S", text("PEER_COMPARISON_INTERVAL_S", "3600") or "", 0.0
+            ),
+            alerts_enabled=_parse_bool("ALERTS_ENABLED", env.get("ALERTS_ENABLED", "true")),
+            alert_causes=_parse_list(env.get("ALERT_CAUSES", ",".join(ALERT_CAUSES))),
+            alert_interval_s=_parse_float("ALERT_INTERVAL_S", text("ALERT_INTERVAL_S", "300") or "", 1.0),
+            alert_baseline_weeks=_parse_int(
+                "ALERT_BASELINE_WEEKS", text("ALERT_BASELINE_WEEKS", "4") or "", 1, 52
+            ),
+            alert_consumption_factor=_parse_float(
+                "ALERT_CONSUMPTION_FACTOR", text("ALERT_CONSUMPTION_FACTOR", "1.5") or "", 1.0
+            ),
+            alert_baseload_factor=_parse_float(
+                "ALERT_BASELOAD_FACTOR", text("ALERT_BASELOAD_FACTOR", "1.5") or "", 1.0
+            ),
+            alert_voltage_min_v=_parse_float(
+                "ALERT_VOLTAGE_MIN_V", text("ALERT_VOLTAGE_MIN_V", "207") or "", 0.0
+            ),
+            alert_voltage_max_v=_parse_float(
+                "ALERT_VOLTAGE_MAX_V", text("ALERT_VOLTAGE_MAX_V", "253") or "", 0.0
             ),
         )
         if not settings.jwt_sign_key and settings.is_sqlite:

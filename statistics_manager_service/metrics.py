@@ -135,6 +135,15 @@ ROWS_PRUNED = Counter(
     "Rows deleted by housekeeping once past their retention, by table (processed_events, events).",
     ["table"],
 )
+ALERTS_QUEUED = Counter(
+    "statistics_alerts_queued_total",
+    "Alerts queued in the outbox by the alert job, by cause (daily_consumption, baseload, voltage).",
+    ["cause"],
+)
+ALERT_CHECK_FAILURES = Counter(
+    "statistics_alert_check_failures_total",
+    "Households whose unchecked days the alert job passed over because checking them failed.",
+)
 DB_POOL_IN_USE = Gauge(
     "statistics_db_pool_connections_in_use",
     "Database connections checked out of the pool.",

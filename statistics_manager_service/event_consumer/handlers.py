@@ -16,6 +16,7 @@ from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
 from statistics_manager_service.config import Settings
+from statistics_manager_service.event_consumer.alert_rules import ALERT_EVENT_TYPES
 from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_bounds, mock_curves
 from statistics_manager_service.event_consumer.envelope import PoisonMessage
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 ACCOUNT_EVENTS = ("UserRegistered", "UserUpdated")
 DEVICE_EVENTS = ("UserAddedDongleApiKey", "UserUpdatedDongleApiKey")
 ERASE_EVENT = "UserHardDeleted"
-OWN_ANNOUNCEMENTS = ("StatisticsUpdated", "DailyStatisticsClosed")
+OWN_ANNOUNCEMENTS = ("StatisticsUpdated", "DailyStatisticsClosed", *ALERT_EVENT_TYPES)
 
 
 @dataclasses.dataclass(frozen=True)

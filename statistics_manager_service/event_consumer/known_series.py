@@ -45,6 +45,8 @@ def declare_known_series(settings: Settings) -> None:
         metrics.OUTBOX_PUBLISHED.labels(event_type)
     for source in SOURCES:
         metrics.READINGS_INGESTED.labels(source)
+    for cause in settings.alert_causes:
+        metrics.ALERTS_QUEUED.labels(cause)
 
 
 def seed_freshness(context: ServiceContext) -> None:

@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 
 from statistics_manager_service.background import Background
 from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.event_consumer.alerts import AlertJob
 from statistics_manager_service.event_consumer.consumer import EventConsumer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
@@ -111,6 +112,8 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     background.spawn("housekeeping", Housekeeping(context.session_factory, settings).run)
     if settings.peer_comparison_interval_s > 0:
         background.spawn("peer-groups", peer_group_job(context).run)
+    if settings.alerts_enabled and settings.alert_causes:
+        background.spawn("alerts", AlertJob(context.session_factory, settings).run)
     if not settings.kafka_enabled:
         logger.info("KAFKA_BOOTSTRAP_SERVERS is not set: outbox events are handled in-process")
         relay = OutboxRelay(

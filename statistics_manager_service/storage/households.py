@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import (
+    AlertProgress,
+    AlertSent,
     ConsumptionCurve,
     ContractVersion,
     DeviceMapping,
@@ -110,6 +112,8 @@ def erase_user(session: Session, user_id: str) -> None:
         (ContractVersion, ContractVersion.user_id),
         (DeviceMapping, DeviceMapping.user_id),
         (OutboxEvent, OutboxEvent.aggregateid),
+        (AlertSent, AlertSent.user_id),
+        (AlertProgress, AlertProgress.user_id),
         (Household, Household.user_id),
     ):
         session.execute(sa.delete(table).where(column == user_id))

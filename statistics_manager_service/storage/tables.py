@@ -3,7 +3,20 @@ statistics do: identical on PostgreSQL and SQLite, compact, and free of time-zon
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Integer, LargeBinary, MetaData, SmallInteger, String, Text
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -282,3 +295,28 @@ class PeerGroupRow(Base):
     last_day: Mapped[str] = mapped_column(String(10))
     complete: Mapped[bool] = mapped_column(Boolean)
     computed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertSent(Base):
+    """An alert queued in the outbox for a household, cause and local day: one at most, whatever
+    the redeliveries and the workers (written in the transaction of its outbox event)."""
+
+    __tablename__ = "alerts_sent"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    cause: Mapped[str] = mapped_column(String(24), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertProgress(Base):
+    """How far the alert job has checked a household: the end (epoch s) of the last local day
+    checked, compared with `households.closed_through`. Kept apart from `households`, whose rows
+    the ingestion locks, so that the job never waits for a batch or makes one wait."""
+
+    __tablename__ = "alert_progress"
+
+    user_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    checked_through: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -21,7 +21,8 @@ Merge = Literal["replace", "max", "ignore"]
 COPY_MIN_ROWS = 20
 
 
-def _insert_for(session: Session, table: sa.Table) -> Any:
+def dialect_insert(session: Session, table: sa.Table) -> Any:
+    """An INSERT of the session's database that can take ON CONFLICT clauses."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -89,7 +90,7 @@ def _executemany(
     session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str], merge: Merge
 ) -> None:
     update_columns = [c for c in rows[0] if c not in keys]
-    statement = _on_conflict(session, _insert_for(session, table), table, keys, update_columns, merge)
+    statement = _on_conflict(session, dialect_insert(session, table), table, keys, update_columns, merge)
     session.execute(statement, list(rows))
 
 

@@ -59,11 +59,34 @@ def test_server_database_requires_a_signing_key() -> None:
         ("RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION", "0", "RECOMPUTE_HOUSEHOLDS_PER_TRANSACTION must be between"),
         ("ANONYMOUS_INTERNAL_NETWORKS", "10.0.0.1/8", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
         ("ANONYMOUS_INTERNAL_NETWORKS", "intranet", "ANONYMOUS_INTERNAL_NETWORKS must be comma-separated"),
+        ("ALERTS_ENABLED", "sometimes", "ALERTS_ENABLED must be true or false"),
+        (
+            "ALERT_CAUSES",
+            "voltage,weather",
+            "ALERT_CAUSES names unknown causes weather; known: daily_consumption",
+        ),
+        ("ALERT_INTERVAL_S", "0", "ALERT_INTERVAL_S must be at least 1"),
+        ("ALERT_BASELINE_WEEKS", "0", "ALERT_BASELINE_WEEKS must be between 1 and 52"),
+        ("ALERT_CONSUMPTION_FACTOR", "0.8", "ALERT_CONSUMPTION_FACTOR must be at least 1"),
+        ("ALERT_BASELOAD_FACTOR", "twice", "ALERT_BASELOAD_FACTOR must be a number"),
+        (
+            "ALERT_VOLTAGE_MIN_V",
+            "260",
+            r"ALERT_VOLTAGE_MIN_V \(260.0\) must be below ALERT_VOLTAGE_MAX_V \(253.0\)",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({name: value}, dotenv_path=None)
+
+
+def test_alerts_are_on_with_every_cause_by_default_and_the_causes_can_be_chosen() -> None:
+    defaults = Settings.from_env({}, dotenv_path=None)
+    assert defaults.alerts_enabled and defaults.alert_causes == ("daily_consumption", "baseload", "voltage")
+    chosen = Settings.from_env({"ALERT_CAUSES": " voltage , baseload"}, dotenv_path=None)
+    assert chosen.alert_causes == ("voltage", "baseload")
+    assert Settings.from_env({"ALERT_CAUSES": ","}, dotenv_path=None).alert_causes == ()
 
 
 def test_a_gap_longer_than_the_readings_kept_is_refused() -> None:
