@@ -30,6 +30,7 @@ from statistics_manager_service.context import build_context
 from statistics_manager_service.event_consumer.alerts import AlertJob
 from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.storage.tables import AlertProgress, AlertSent, OutboxEvent
+from statistics_manager_service.tariff_loading import updater_for
 from statistics_manager_service.test.conftest import make_settings
 from statistics_manager_service.test.support.pipeline import meter_message, reading
 
@@ -70,7 +71,7 @@ def main() -> None:
         for start in range(0, len(messages), MESSAGES_PER_BATCH):
             assert processor.process(messages[start : start + MESSAGES_PER_BATCH]) == []
         ingest_s = time.perf_counter() - started
-        job = AlertJob(context.session_factory, context.settings)
+        job = AlertJob(context.session_factory, context.settings, updater_for(context).book)
         started = time.perf_counter()
         queued = job.run_once()
         job_s = time.perf_counter() - started
@@ -82,7 +83,7 @@ def main() -> None:
                 connection.execute(sa.delete(OutboxEvent))
             settings = dataclasses.replace(context.settings, alert_causes=(cause,))
             started = time.perf_counter()
-            AlertJob(context.session_factory, settings).run_once()
+            AlertJob(context.session_factory, settings, updater_for(context).book).run_once()
             by_cause[cause] = (time.perf_counter() - started) / args.households * 1000
         context.dispose()
     ingest_per_day_ms = ingest_s / (args.households * DAYS) * 1000

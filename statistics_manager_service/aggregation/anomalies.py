@@ -13,7 +13,7 @@ from statistics_manager_service.aggregation.arrays import FloatArray, IntArray
 from statistics_manager_service.aggregation.localtime import wall_seconds
 
 # The causes of alerts, by the name the payloads and ALERT_CAUSES use.
-ALERT_CAUSES: tuple[str, ...] = ("daily_consumption", "baseload", "voltage")
+ALERT_CAUSES: tuple[str, ...] = ("daily_consumption", "baseload", "voltage", "bill_projection")
 # EN 50160: the 10-minute mean of the supply voltage stays within the nominal voltage +/- 10%.
 NOMINAL_VOLTAGE_V = 230.0
 VOLTAGE_INTERVAL_S = 600

@@ -2,9 +2,9 @@
 alert, with its payload. The alert job (`alerts.py`) decides which days to look at and publishes.
 
 A rule is a cause, the event type it is published as, and a function of (session, the
-household-days to check, the settings). Each call gets at most one day per household, so that a
-rule can load what it needs with one window per household. Adding a cause is adding a rule to
-RULES and its name to `aggregation.anomalies.ALERT_CAUSES`.
+household-days to check, the settings, the tariff book). Each call gets at most one day per
+household, so that a rule can load what it needs with one window per household. Adding a cause is
+adding a rule to RULES and its name to `aggregation.anomalies.ALERT_CAUSES`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from statistics_manager_service.aggregation.baseload import (
 )
 from statistics_manager_service.aggregation.buckets import compute_buckets
 from statistics_manager_service.aggregation.granularity import STORED_LEVEL
+from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.config import Settings
+from statistics_manager_service.query.bill import load_bill_inputs, price_bill
+from statistics_manager_service.query.bill_terms import BillRequest, bill_terms
 from statistics_manager_service.recompute.inputs import inside_windows, readings_with_context
 from statistics_manager_service.storage.periods import load_periods
 from statistics_manager_service.storage.readings import load_reading_windows
@@ -44,6 +47,7 @@ from statistics_manager_service.storage.tables import Household
 
 CONSUMPTION_ANOMALY = "ConsumptionAnomalyDetected"
 VOLTAGE_OUT_OF_RANGE = "VoltageOutOfRange"
+BILL_PROJECTION_EXCEEDED = "BillProjectionExceeded"
 DAYS_PER_WEEK = 7
 
 
@@ -103,7 +107,7 @@ class Finding:
     payload: dict[str, Any]
 
 
-Detect = Callable[[Session, Sequence[HouseholdDay], Settings], list[Finding]]
+Detect = Callable[[Session, Sequence[HouseholdDay], Settings, TariffBook], list[Finding]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +139,7 @@ def _excess_payload(
 
 
 def detect_daily_consumption(
-    session: Session, days: Sequence[HouseholdDay], settings: Settings
+    session: Session, days: Sequence[HouseholdDay], settings: Settings, book: TariffBook
 ) -> list[Finding]:
     """A day whose consumption is above `alert_consumption_factor` times the median of the same
     weekday over the `alert_baseline_weeks` weeks before, every one of those days well covered."""
@@ -202,7 +206,9 @@ def _night_buckets(session: Session, nights: Sequence[tuple[HouseholdDay, dt.dat
     return inside_windows(buckets, windows, "bucket_start")
 
 
-def detect_baseload(session: Session, days: Sequence[HouseholdDay], settings: Settings) -> list[Finding]:
+def detect_baseload(
+    session: Session, days: Sequence[HouseholdDay], settings: Settings, book: TariffBook
+) -> list[Finding]:
     """A night whose baseload (`aggregation.baseload`: its lowest well-covered quarter hour of
     consumption power between 00:00 and 05:00) is above `alert_baseload_factor` times the baseload
     of the same weekday's nights over the `alert_baseline_weeks` weeks before, all of them measured."""
@@ -248,7 +254,9 @@ def _baseload(buckets: pd.DataFrame, day: HouseholdDay) -> BaseloadEstimate:
 # ---- voltage ----------------------------------------------------------------------------------
 
 
-def detect_voltage(session: Session, days: Sequence[HouseholdDay], settings: Settings) -> list[Finding]:
+def detect_voltage(
+    session: Session, days: Sequence[HouseholdDay], settings: Settings, book: TariffBook
+) -> list[Finding]:
     """A day with a 10-minute mean voltage outside [alert_voltage_min_v, alert_voltage_max_v]."""
     low_v, high_v = settings.alert_voltage_min_v, settings.alert_voltage_max_v
     sourced = [day for day in days if day.household.statistics_source]
@@ -295,10 +303,55 @@ def detect_voltage(session: Session, days: Sequence[HouseholdDay], settings: Set
     return findings
 
 
+# ---- bill projection --------------------------------------------------------------------------
+
+
+def detect_bill_projection(
+    session: Session, days: Sequence[HouseholdDay], settings: Settings, book: TariffBook
+) -> list[Finding]:
+    """A household with a bill budget whose open billing period, as projected at the end of the
+    day (`/bill`'s projection, expected total after taxes), costs more than the budget. Found on
+    the first such day of a period, it is keyed by the period's first day: one alert per period."""
+    findings = []
+    for day in days:
+        _, end_s = day.bounds()
+        now = dt.datetime.fromtimestamp(end_s, dt.UTC)
+        request = BillRequest(day.user_id, None, None, None, None)
+        terms = bill_terms(session, day.household, request, settings.default_timezone, now)
+        if terms.budget_eur is None:
+            continue
+        span, inputs = load_bill_inputs(session, request, settings.default_timezone, now)
+        bill = price_bill(span, inputs, request, book)
+        projection = bill["projection"]
+        if projection is None or not projection["exceeds_budget"]:
+            continue
+        expected = projection["after_taxes"]["expected"]
+        payload = {
+            **day.header(),
+            "cause": "bill_projection",
+            "detail": (
+                f"the bill of the period from {bill['start'][:10]} is projected at {expected:.2f}"
+                f" {bill['currency']} after taxes, above the household's budget of"
+                f" {terms.budget_eur:.2f} {bill['currency']}"
+            ),
+            "period": bill["period"],
+            "period_start": bill["start"],
+            "period_end": bill["end"],
+            "budget": terms.budget_eur,
+            "currency": bill["currency"],
+            "so_far_after_taxes": bill["totals"]["after_taxes"],
+            "projected_after_taxes": projection["after_taxes"],
+            "method": projection["method"],
+        }
+        findings.append(Finding(day.user_id, "bill_projection", terms.first, payload))
+    return findings
+
+
 RULES: tuple[AlertRule, ...] = (
     AlertRule("daily_consumption", CONSUMPTION_ANOMALY, detect_daily_consumption),
     AlertRule("baseload", CONSUMPTION_ANOMALY, detect_baseload),
     AlertRule("voltage", VOLTAGE_OUT_OF_RANGE, detect_voltage),
+    AlertRule("bill_projection", BILL_PROJECTION_EXCEEDED, detect_bill_projection),
 )
 RULE_OF_CAUSE = {rule.cause: rule for rule in RULES}
 ALERT_EVENT_TYPES = tuple(dict.fromkeys(rule.event_type for rule in RULES))

@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
+from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.alert_rules import RULE_OF_CAUSE, Finding, HouseholdDay
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
@@ -73,10 +74,12 @@ class AlertJob:
         self,
         session_factory: sessionmaker[Session],
         settings: Settings,
+        book: TariffBook,
         batch_households: int = ALERT_BATCH_HOUSEHOLDS,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
+        self.book = book
         self.batch_households = batch_households
         self.rules = [RULE_OF_CAUSE[cause] for cause in settings.alert_causes]
 
@@ -143,7 +146,8 @@ class AlertJob:
         for days in rounds:  # each round holds at most one day per household
             for rule in self.rules:
                 findings += [
-                    (rule.event_type, finding) for finding in rule.detect(session, days, self.settings)
+                    (rule.event_type, finding)
+                    for finding in rule.detect(session, days, self.settings, self.book)
                 ]
         queued = self._queue(session, findings)
         record_checked(session, [(candidate.user_id, candidate.closed_through) for candidate in candidates])

@@ -113,7 +113,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
     if settings.peer_comparison_interval_s > 0:
         background.spawn("peer-groups", peer_group_job(context).run)
     if settings.alerts_enabled and settings.alert_causes:
-        background.spawn("alerts", AlertJob(context.session_factory, settings).run)
+        background.spawn("alerts", AlertJob(context.session_factory, settings, updater_for(context).book).run)
     if not settings.kafka_enabled:
         logger.info("KAFKA_BOOTSTRAP_SERVERS is not set: outbox events are handled in-process")
         relay = OutboxRelay(

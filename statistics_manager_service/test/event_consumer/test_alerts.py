@@ -13,13 +13,22 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 import sqlalchemy as sa
+from pyerse.comercializador import Opcao_Horaria
 
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer.alerts import AlertJob, alert_event_id
 from statistics_manager_service.storage.alerts import AlertKey, alert_candidates, sent_alerts
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.tables import AlertProgress, OutboxEvent
-from statistics_manager_service.test.support.pipeline import PREFIX, meter_message, process, reading
+from statistics_manager_service.tariff_loading import updater_for
+from statistics_manager_service.test.controllers.test_bill import pyerse_total
+from statistics_manager_service.test.support.pipeline import (
+    PREFIX,
+    account_message,
+    meter_message,
+    process,
+    reading,
+)
 
 USER = "alerthome1"
 LISBON = ZoneInfo("Europe/Lisbon")
@@ -68,7 +77,7 @@ def feed(
 
 def run_job(context: ServiceContext, **overrides: Any) -> int:
     settings = dataclasses.replace(context.settings, **overrides)
-    return AlertJob(context.session_factory, settings).run_once()
+    return AlertJob(context.session_factory, settings, updater_for(context).book).run_once()
 
 
 def alert_rows(context: ServiceContext) -> list[dict[str, Any]]:
@@ -155,7 +164,7 @@ def test_checking_again_or_by_two_workers_publishes_once(context: ServiceContext
     feed(context, FIRST_DAY, day_profile(BASE_POWER_W, day_w))
     with session_scope(context.session_factory) as session:
         candidates = alert_candidates(session, "", 10)
-    job = AlertJob(context.session_factory, context.settings)
+    job = AlertJob(context.session_factory, context.settings, updater_for(context).book)
     # Two workers that listed the same households before either committed.
     for _ in range(2):
         with session_scope(context.session_factory) as session:
@@ -269,3 +278,53 @@ def test_a_narrower_band_and_the_causes_setting_are_followed(context: ServiceCon
         connection.execute(sa.delete(AlertProgress))
     assert run_job(context, alert_voltage_max_v=245.0) == 1
     assert orjson.loads(alert_rows(context)[0]["payload"])["worst_mean_v"] == 250.0
+
+
+def budget_rows(context: ServiceContext) -> list[dict[str, Any]]:
+    with context.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(OutboxEvent)
+            .where(OutboxEvent.type == "BillProjectionExceeded")
+            .order_by(OutboxEvent.seq)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+@pytest.mark.parametrize("margin_eur", [-5.0, 5.0])
+def test_a_projection_above_the_budget_gives_one_alert_per_period(
+    context: ServiceContext, margin_eur: float
+) -> None:
+    """A constant 400 W, 9.6 kWh a day: at the end of 23 November the November period (30 days,
+    simple tariff, 6.9 kVA) is projected at 288 kWh, priced here by pyerse."""
+    expected_eur = pyerse_total(6.9, Opcao_Horaria.SIMPLES, {"normal": 30 * BASELINE_KWH}, 30, False)
+    budget = round(expected_eur + margin_eur, 2)
+    terms = account_message(
+        USER,
+        tarif_type="simple",
+        contracted_power="6.9 kVA",
+        effective_from="2020-01-01T00:00:00Z",
+        bill_budget=budget,
+    )
+    assert process(context, [terms]) == []
+    feed(context, dt.date(2026, 11, 1))
+
+    queued = run_job(context, alert_causes=("bill_projection",))
+    rows = budget_rows(context)
+    if margin_eur > 0:
+        assert queued == 0 and rows == []
+        return
+    assert queued == 1
+    [row] = rows
+    payload = orjson.loads(row["payload"])
+    # Keyed by the period's first day: the days after it that are still over budget add nothing.
+    assert row["id"] == alert_event_id(AlertKey(USER, "bill_projection", dt.date(2026, 11, 1)))
+    assert payload["date"] == DAY.isoformat() and payload["period"] == "2026-11"
+    assert payload["budget"] == budget and payload["currency"] == "EUR"
+    projected = payload["projected_after_taxes"]
+    assert projected["expected"] == pytest.approx(expected_eur, abs=0.05)
+    assert projected["low"] <= projected["expected"] <= projected["high"]
+    assert payload["so_far_after_taxes"] < projected["expected"]
+    with context.engine.begin() as connection:
+        connection.execute(sa.delete(AlertProgress))
+    assert run_job(context, alert_causes=("bill_projection",)) == 0
+    assert len(budget_rows(context)) == 1
