@@ -83,7 +83,12 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
 
 def test_alerts_are_on_with_every_cause_by_default_and_the_causes_can_be_chosen() -> None:
     defaults = Settings.from_env({}, dotenv_path=None)
-    assert defaults.alerts_enabled and defaults.alert_causes == ("daily_consumption", "baseload", "voltage")
+    assert defaults.alerts_enabled and defaults.alert_causes == (
+        "daily_consumption",
+        "baseload",
+        "voltage",
+        "bill_projection",
+    )
     chosen = Settings.from_env({"ALERT_CAUSES": " voltage , baseload"}, dotenv_path=None)
     assert chosen.alert_causes == ("voltage", "baseload")
     assert Settings.from_env({"ALERT_CAUSES": ","}, dotenv_path=None).alert_causes == ()
