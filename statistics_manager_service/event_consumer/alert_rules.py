@@ -41,6 +41,7 @@ from statistics_manager_service.config import Settings
 from statistics_manager_service.query.bill import load_bill_inputs, price_bill
 from statistics_manager_service.query.bill_terms import BillRequest, bill_terms
 from statistics_manager_service.recompute.inputs import inside_windows, readings_with_context
+from statistics_manager_service.recompute.views import load_household_contracts
 from statistics_manager_service.storage.periods import load_periods
 from statistics_manager_service.storage.readings import load_reading_windows
 from statistics_manager_service.storage.tables import Household
@@ -317,7 +318,8 @@ def detect_bill_projection(
         _, end_s = day.bounds()
         now = dt.datetime.fromtimestamp(end_s, dt.UTC)
         request = BillRequest(day.user_id, None, None, None, None)
-        terms = bill_terms(session, day.household, request, settings.default_timezone, now)
+        known = load_household_contracts(session, settings.default_timezone, day.user_id)
+        terms = bill_terms(known, request, now)
         if terms.budget_eur is None:
             continue
         span, inputs = load_bill_inputs(session, request, settings.default_timezone, now)

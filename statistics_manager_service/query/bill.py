@@ -28,14 +28,13 @@ from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
 from statistics_manager_service.query.bill_terms import BillRequest, BillTerms, bill_terms
 from statistics_manager_service.query.params import EARLIEST, LATEST
-from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.views import (
     QuarterHourInputs,
+    load_household_contracts,
     load_quarter_hour_inputs,
     priced_under,
     quarter_hours,
 )
-from statistics_manager_service.storage.tables import Household
 
 _EPOCH = dt.date(1970, 1, 1)
 _NUMBER_COLUMNS = (
@@ -112,12 +111,12 @@ def load_bill_inputs(
     """Read what `price_bill` needs: the period's quarter hours so far and, for an open period,
     the recent days its projection is drawn from."""
     user_id = request.user_id
-    household = session.get(Household, user_id)
+    known = load_household_contracts(session, default_timezone, user_id)
+    household, calendars = known.household, known.calendars
     if household is None:
         raise UserNotFound(user_id)
-    billing = bill_terms(session, household, request, default_timezone, now)
+    billing = bill_terms(known, request, now)
     first = billing.first
-    _, calendars = household_contracts(session, {user_id: household}, default_timezone)
     first_day, end_day = (first - _EPOCH).days, (billing.following - _EPOCH).days
     users = np.array([user_id, user_id], dtype=object)
     start_s, end_s = (int(s) for s in calendars.day_starts(users, np.array([first_day, end_day])))
@@ -133,7 +132,7 @@ def load_bill_inputs(
     load_start = min(start_s, data_until - PROFILE_DAYS * SECONDS_PER_DAY) if is_open else start_s
     span = BillSpan(billing, first_day, end_day, start_s, end_s, now_s, data_until)
     inputs = load_quarter_hour_inputs(
-        session, default_timezone, user_id, load_start, max(data_until, load_start + 1)
+        session, default_timezone, user_id, load_start, max(data_until, load_start + 1), known
     )
     return span, inputs
 

@@ -8,7 +8,6 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.billing import (
     DEFAULT_BILLING_DAY,
@@ -21,9 +20,7 @@ from statistics_manager_service.aggregation.billing import (
     resolve_billing_terms,
 )
 from statistics_manager_service.aggregation.contracts import Calendars
-from statistics_manager_service.recompute.inputs import resolved_contracts
-from statistics_manager_service.storage.contracts import load_contract_versions
-from statistics_manager_service.storage.tables import Household
+from statistics_manager_service.recompute.views import HouseholdContracts
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -63,15 +60,12 @@ class BillTerms:
         }
 
 
-def bill_terms(
-    session: Session, household: Household, request: BillRequest, default_timezone: str, now: dt.datetime
-) -> BillTerms:
-    """Resolve a bill's period and terms. The contract's terms are those in force at the start of
-    the first local day of the period's month; the period ends where the next month's starts."""
-    user_id = household.user_id
-    stored = load_contract_versions(session, [user_id])
-    _, calendars = resolved_contracts(stored, {user_id: household}, default_timezone)
-    resolved = resolve_billing_terms(stored)
+def bill_terms(known: HouseholdContracts, request: BillRequest, now: dt.datetime) -> BillTerms:
+    """Resolve a bill's period and terms from the household's contract history. The contract's
+    terms are those in force at the start of the first local day of the period's month; the period
+    ends where the next month's starts."""
+    user_id, calendars = known.user_id, known.calendars
+    resolved = resolve_billing_terms(known.stored)
 
     def terms_of(months: list[tuple[int, int]]) -> list[BillingTerms]:
         days = np.array([(dt.date(y, m, 1) - _EPOCH).days for y, m in months], dtype=np.int64)

@@ -25,7 +25,9 @@ from statistics_manager_service.recompute.inputs import (
     inside_windows,
     priced_buckets,
     readings_with_context,
+    resolved_contracts,
 )
+from statistics_manager_service.storage.contracts import load_contract_versions
 from statistics_manager_service.storage.periods import load_period_windows
 from statistics_manager_service.storage.signals import load_intensity, load_prices
 from statistics_manager_service.storage.tables import Household
@@ -73,6 +75,27 @@ def period_statistics(
 
 
 @dataclasses.dataclass(frozen=True)
+class HouseholdContracts:
+    """A household's row and its contract history, as stored (`load_contract_versions`, with the
+    billing terms) and resolved for the engine, with the calendars it gives."""
+
+    user_id: str
+    household: Household | None
+    stored: pd.DataFrame
+    contracts: pd.DataFrame
+    calendars: Calendars
+
+
+def load_household_contracts(session: Session, default_timezone: str, user_id: str) -> HouseholdContracts:
+    """Read a household and its contract history."""
+    household = session.get(Household, user_id)
+    households = {} if household is None else {user_id: household}
+    stored = load_contract_versions(session, [user_id])
+    contracts, calendars = resolved_contracts(stored, households, default_timezone)
+    return HouseholdContracts(user_id, household, stored, contracts, calendars)
+
+
+@dataclasses.dataclass(frozen=True)
 class QuarterHourInputs:
     """What a household's 15-minute buckets of a range are computed from, read in one session so
     that the computation can run after the session is given back."""
@@ -88,15 +111,19 @@ class QuarterHourInputs:
 
 
 def load_quarter_hour_inputs(
-    session: Session, default_timezone: str, user_id: str, start_s: int, end_s: int
+    session: Session,
+    default_timezone: str,
+    user_id: str,
+    start_s: int,
+    end_s: int,
+    known: HouseholdContracts | None = None,
 ) -> QuarterHourInputs:
-    """Read what `quarter_hours_under` needs for a household's buckets in [start_s, end_s)."""
-    household = session.get(Household, user_id)
+    """Read what `quarter_hours` and `priced_under` need for a household's buckets in
+    [start_s, end_s); `known`: its household and contracts, when the caller has read them."""
+    known = known or load_household_contracts(session, default_timezone, user_id)
+    household, contracts, calendars = known.household, known.contracts, known.calendars
     households = {} if household is None else {user_id: household}
-    contracts, calendars = household_contracts(session, households, default_timezone)
     windows = clipped(households, pd.DataFrame({"user_id": [user_id], "start_s": start_s, "end_s": end_s}))
-    if household is not None:
-        session.expunge(household)  # its loaded fields stay readable after the session closes
     if windows.empty:
         return QuarterHourInputs(user_id, household, contracts, calendars, windows, *([pd.DataFrame()] * 3))
     zones = contracts["zone"].unique().tolist()
