@@ -130,3 +130,23 @@ def test_who_may_compare_and_bad_ranges(client, context: ServiceContext, auth_he
         bad = client.get(url, params={**params, **changed}, headers=auth_headers(service=True))
         assert bad.status_code == 400, changed
         assert name in bad.json()["error"]
+
+
+def test_without_an_end_the_range_ends_with_the_quarter_hour_in_progress(  # type: ignore[no-untyped-def]
+    client, context: ServiceContext, auth_headers: Headers
+) -> None:
+    """Every request of one quarter hour asks for the same range, so one cached answer serves them."""
+    assert process(context, [account_message(USER)]) == []
+
+    def quarter_end(at: dt.datetime) -> dt.datetime:
+        return dt.datetime.fromtimestamp(-(-int(at.timestamp()) // 900) * 900, dt.UTC)
+
+    before = quarter_end(dt.datetime.now(dt.UTC))
+    params = {"user_id": USER, "start_date": "2026-01-01T00:00:00Z"}
+    response = client.get(
+        "/api/statistics/tariff-comparison", params=params, headers=auth_headers(user_id=USER)
+    )
+    after = quarter_end(dt.datetime.now(dt.UTC))
+    assert response.status_code == 200, response.json()
+    end = dt.datetime.fromisoformat(response.json()["end"])
+    assert end in (before, after) and end.minute % 15 == 0 and end.second == 0
