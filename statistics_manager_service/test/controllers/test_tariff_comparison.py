@@ -142,7 +142,8 @@ def test_without_an_end_the_range_ends_with_the_quarter_hour_in_progress(  # typ
         return dt.datetime.fromtimestamp(-(-int(at.timestamp()) // 900) * 900, dt.UTC)
 
     before = quarter_end(dt.datetime.now(dt.UTC))
-    params = {"user_id": USER, "start_date": "2026-01-01T00:00:00Z"}
+    start = (before - dt.timedelta(days=30)).isoformat().replace("+00:00", "Z")
+    params = {"user_id": USER, "start_date": start}
     response = client.get(
         "/api/statistics/tariff-comparison", params=params, headers=auth_headers(user_id=USER)
     )
