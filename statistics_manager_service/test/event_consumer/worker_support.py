@@ -47,8 +47,9 @@ from statistics_manager_service.test.support.kafka_broker import KafkaBroker, fr
 from statistics_manager_service.test.support.pipeline import envelope, iso, reading
 
 WORKER_COMMAND = (sys.executable, "-m", "statistics_manager_service", "--role", "worker")
-# Tables whose contents depend on which process ran (tariff-book bookkeeping), not on the events.
-PROCESS_TABLES = ("service_state",)
+# Tables whose contents depend on which process ran and when (tariff-book bookkeeping, the
+# workers' periodic alert and peer-group jobs), not on the events alone.
+PROCESS_TABLES = ("service_state", "alert_progress", "alerts_sent", "peer_groups")
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1) -> Any:
