@@ -9,7 +9,7 @@ versions state none of them.
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-02 06:00:00
+Create Date: 2026-12-02 05:00:00
 """
 
 from collections.abc import Sequence

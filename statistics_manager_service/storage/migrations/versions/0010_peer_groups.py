@@ -1,13 +1,13 @@
 """peer groups
 
 Adds `peer_groups`: per month and group of comparable households (zone, tariff option,
-contracted power band, PV or not), how many households count and the percentiles 1 to 99 of
-their consumption, as the workers' periodic job last computed them. It holds no household's id
-or value.
+contracted power band, PV or not), how many households count, the percentiles 1 to 99 of their
+consumption and the median and 20th percentile shown to households (each a blend of at least
+three households), as the workers' periodic job last computed them. It holds no household's id.
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-12 09:00:00
+Create Date: 2026-12-02 05:10:00
 """
 
 from collections.abc import Sequence
@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("pv", sa.Boolean(), nullable=False),
         sa.Column("households", sa.Integer(), nullable=False),
         sa.Column("percentiles_kwh", sa.Text(), nullable=True),
+        sa.Column("median_kwh", sa.Float(), nullable=True),
+        sa.Column("efficient_kwh", sa.Float(), nullable=True),
         sa.Column("first_day", sa.String(length=10), nullable=False),
         sa.Column("last_day", sa.String(length=10), nullable=False),
         sa.Column("complete", sa.Boolean(), nullable=False),

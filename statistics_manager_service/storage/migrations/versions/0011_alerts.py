@@ -6,7 +6,7 @@ outbox (in the same transaction), so that an alert is published at most once; an
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-02 06:00:00
+Create Date: 2026-12-02 05:20:00
 """
 
 from collections.abc import Sequence

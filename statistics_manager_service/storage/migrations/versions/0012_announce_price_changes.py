@@ -9,7 +9,7 @@ response cache on this announcement. SQLite has no notifications: nothing to cre
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-02 05:20:00
+Create Date: 2026-12-02 05:30:00
 """
 
 from collections.abc import Sequence
