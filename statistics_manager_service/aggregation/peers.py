@@ -1,10 +1,12 @@
 """Peer groups: comparable households and the distribution of their consumption over a period.
 
 Pure: a frame of households' group keys and consumption in, per-group counts and percentiles out;
-a household's value placed on its group's percentiles. No household's id or value leaves here:
-only groups of at least `MIN_PEERS` households get percentiles, the lowest and highest (which are
-two households' own values) are never kept, and every kept one is interpolated between two
-households' values and rounded to `PERCENTILE_RESOLUTION_KWH`.
+a household's value placed on its group's percentiles. Only groups of at least `MIN_PEERS`
+households get percentiles. The kept percentiles 1 to 99 place a household among its peers; the
+figures a household is shown about its peers (the median and the 20th percentile) are
+`published_percentile`s, each a blend of at least three households' consumption, so that none is
+one household's own value (an interpolated percentile is exactly one household's value whenever
+its position falls on a rank, e.g. the median of an odd group).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ MIN_COVERAGE = 0.9
 # The percentiles a group keeps: 1 to 99 (0 and 100 would be the lowest and highest household).
 PERCENTILES: tuple[int, ...] = tuple(range(1, 100))
 MEDIAN, EFFICIENT = 50, 20
-# Kept percentiles are rounded to this much energy: none is a household's exact consumption.
+# Kept and published percentiles are rounded to this much energy.
 PERCENTILE_RESOLUTION_KWH = 0.1
 
 # Contracted power bands on the ERSE ladder of standard powers (kVA): (name, lowest, highest).
@@ -45,7 +47,7 @@ MEMBER_COLUMNS = (*GROUP_COLUMNS, "consumption_kwh")
 @dataclasses.dataclass(frozen=True)
 class PeerGroup:
     """One group of comparable households over a period: how many, and (from `MIN_PEERS` on) the
-    percentiles 1 to 99 of their consumption."""
+    percentiles 1 to 99 of their consumption and the published median and 20th percentile."""
 
     zone: str
     tariff_type: str
@@ -53,12 +55,8 @@ class PeerGroup:
     pv: bool
     households: int
     percentiles_kwh: tuple[float, ...] | None
-
-    def percentile(self, rank: int) -> float:
-        """Return the kept percentile `rank` (1 to 99) in kWh."""
-        if self.percentiles_kwh is None:
-            raise ValueError(f"a group of fewer than {MIN_PEERS} households keeps no percentiles")
-        return self.percentiles_kwh[PERCENTILES.index(rank)]
+    median_kwh: float | None = None
+    efficient_kwh: float | None = None
 
 
 def power_band(contracted_kva: FloatArray) -> ObjectArray:
@@ -83,6 +81,19 @@ def group_percentiles(consumption_kwh: FloatArray) -> tuple[float, ...]:
     return tuple(round(float(step) * PERCENTILE_RESOLUTION_KWH, 1) for step in steps)
 
 
+def published_percentile(consumption_kwh: FloatArray, rank: int) -> float:
+    """Return the percentile `rank` as shown to households: the mean of the linearly interpolated
+    consumption at its position p/100 x (n - 1) and one place either side of it (positions clamped
+    to the group), rounded to `PERCENTILE_RESOLUTION_KWH`. It blends three households when the
+    position falls on a rank and four otherwise: never one household's own value alone."""
+    ordered = np.sort(np.asarray(consumption_kwh, dtype=np.float64))
+    last = ordered.size - 1
+    position = rank / 100 * last
+    places = np.clip(np.array([position - 1, position, position + 1]), 0, last)
+    value = float(np.interp(places, np.arange(ordered.size), ordered).mean())
+    return round(round(value / PERCENTILE_RESOLUTION_KWH) * PERCENTILE_RESOLUTION_KWH, 1)
+
+
 def peer_groups(members: pd.DataFrame) -> list[PeerGroup]:
     """Count the households of each group (`MEMBER_COLUMNS`, one row per household that counts)
     and give the groups of at least `MIN_PEERS` their percentiles, in key order."""
@@ -93,8 +104,19 @@ def peer_groups(members: pd.DataFrame) -> list[PeerGroup]:
     for key, rows in members.groupby(list(GROUP_COLUMNS), sort=True):
         zone, tariff_type, band, pv = key
         count = len(rows)
-        percentiles = group_percentiles(rows["consumption_kwh"].to_numpy()) if count >= MIN_PEERS else None
-        groups.append(PeerGroup(str(zone), str(tariff_type), str(band), bool(pv), count, percentiles))
+        key_fields = (str(zone), str(tariff_type), str(band), bool(pv), count)
+        if count < MIN_PEERS:
+            groups.append(PeerGroup(*key_fields, None))
+            continue
+        values = rows["consumption_kwh"].to_numpy()
+        groups.append(
+            PeerGroup(
+                *key_fields,
+                group_percentiles(values),
+                published_percentile(values, MEDIAN),
+                published_percentile(values, EFFICIENT),
+            )
+        )
     return groups
 
 

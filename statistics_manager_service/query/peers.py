@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.peers import (
-    EFFICIENT,
-    MEDIAN,
     MIN_COVERAGE,
     MIN_PEERS,
     PERCENTILE_RESOLUTION_KWH,
@@ -35,9 +33,12 @@ PEER_METHOD = (
     f"households of the same grid zone, tariff option, contracted power band and PV or not (a"
     f" generation register or exported energy in the period), each counted when readings back at least"
     f" {MIN_COVERAGE:.0%} of the compared local days; a comparison needs at least {MIN_PEERS} of them."
-    " The group's percentiles interpolate between households' consumption, rounded to"
-    f" {PERCENTILE_RESOLUTION_KWH} kWh; `percentile` places the household's consumption among them"
-    " (0 below the 1st, 100 above the 99th). An open month is compared to date: the same days, from the"
+    " `percentile` places the household's consumption among the group's percentiles, interpolated"
+    " between households' consumption (0 below the 1st, 100 above the 99th); `median_kwh` and"
+    " `efficient_kwh` (the 20th percentile) are each the mean of the interpolated consumption at their"
+    " rank and one household's place either side of it, so that each blends at least three households"
+    f" and none is one household's own consumption; all rounded to {PERCENTILE_RESOLUTION_KWH} kWh."
+    " An open month is compared to date: the same days, from the"
     " 1st to the day before the groups were computed, for every household"
 )
 
@@ -125,8 +126,8 @@ def load_peer_comparison(
         "coverage": round(float(row["coverage"]), 4),
         "units": "kWh",
         "percentile": round(percentile_rank(consumption, percentiles), 1),
-        "median_kwh": group.group.percentile(MEDIAN),
-        "efficient_kwh": group.group.percentile(EFFICIENT),
+        "median_kwh": group.group.median_kwh,
+        "efficient_kwh": group.group.efficient_kwh,
         "households": group.group.households,
         "group": _group_json(group, float(row["contracted_power_kva"])),
         "computed_at": dt.datetime.fromtimestamp(computed.computed_at, dt.UTC).isoformat(),

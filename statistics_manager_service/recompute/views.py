@@ -58,7 +58,11 @@ def period_statistics(
     if windows.empty:
         return pd.DataFrame({"user_id": pd.Series(dtype=object), "period_start": pd.Series(dtype="int64")})
     contracts, calendars = household_contracts(session, households, default_timezone)
-    if level.engine is not None and not partial:
+    if partial:
+        # The range is whole local days: a household's first and last day count whole, as the
+        # stored day rows hold them, not from its first reading's quarter hour.
+        windows = windows.assign(start_s=start_s, end_s=end_s)
+    elif level.engine is not None:
         windows = covering_periods(windows, calendars, level.engine)
     if level.source == STORED_LEVEL.name:
         children = load_period_windows(session, windows, STORED_LEVEL.name, with_update_times)

@@ -85,6 +85,8 @@ def replace_period_groups(
             "percentiles_kwh": None
             if group.percentiles_kwh is None
             else orjson.dumps(list(group.percentiles_kwh)).decode(),
+            "median_kwh": group.median_kwh,
+            "efficient_kwh": group.efficient_kwh,
             "first_day": first_day,
             "last_day": last_day,
             "complete": complete,
@@ -105,7 +107,16 @@ def replace_period_groups(
 
 def _stored(row: PeerGroupRow) -> StoredGroup:
     percentiles = None if row.percentiles_kwh is None else tuple(orjson.loads(row.percentiles_kwh))
-    group = PeerGroup(row.zone, row.tariff_type, row.power_band, row.pv, row.households, percentiles)
+    group = PeerGroup(
+        row.zone,
+        row.tariff_type,
+        row.power_band,
+        row.pv,
+        row.households,
+        percentiles,
+        row.median_kwh,
+        row.efficient_kwh,
+    )
     return StoredGroup(group, row.first_day, row.last_day, row.complete, row.computed_at)
 
 

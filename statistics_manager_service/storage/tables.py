@@ -279,7 +279,8 @@ class PendingRecompute(Base):
 class PeerGroupRow(Base):
     """One group of comparable households over a month (`period`, YYYY-MM) as the periodic job last
     computed it: how many households count and, from 10 on, the percentiles 1 to 99 of their
-    consumption (a JSON list of kWh). No household's id or value is kept."""
+    consumption (a JSON list of kWh) and the median and 20th percentile shown. No household's id is
+    kept."""
 
     __tablename__ = "peer_groups"
 
@@ -290,6 +291,9 @@ class PeerGroupRow(Base):
     pv: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     households: Mapped[int] = mapped_column(Integer)
     percentiles_kwh: Mapped[str | None] = mapped_column(Text)
+    # What households are shown: blends of at least three households (`published_percentile`).
+    median_kwh: Mapped[float | None] = mapped_column(Float)
+    efficient_kwh: Mapped[float | None] = mapped_column(Float)
     # The local days compared: the 1st of the month to `last_day` (ISO dates), whole when `complete`.
     first_day: Mapped[str] = mapped_column(String(10))
     last_day: Mapped[str] = mapped_column(String(10))

@@ -18,6 +18,7 @@ from statistics_manager_service.aggregation.peers import (
     peer_groups,
     percentile_rank,
     power_band,
+    published_percentile,
 )
 
 
@@ -54,6 +55,54 @@ def test_percentiles_of_ten_values_by_hand() -> None:
     assert kept[PERCENTILES.index(50)] == pytest.approx(46.2)
     # p1 at position 0.09 and p99 at 8.91: neither is the lowest or highest value itself.
     assert kept[0] == pytest.approx(2.1) and kept[-1] == pytest.approx(90.3)
+
+
+def test_the_shown_median_and_20th_percentile_blend_several_households() -> None:
+    """With eleven households the interpolated median is the 6th household's own consumption; the
+    one shown is the mean of the 5th, 6th and 7th."""
+    values = [10.0 * i + 1.234 for i in range(11)]  # 1.234, 11.234, ..., 101.234
+    assert np.percentile(values, 50) == values[5]
+    assert published_percentile(np.array(values), 50) == pytest.approx(
+        round((41.234 + 51.234 + 61.234) / 3, 1)
+    )
+    # p20 at position 2: the 2nd, 3rd and 4th lowest; with ten, at 1.8: 0.8, 1.8 and 2.8 interpolated.
+    assert published_percentile(np.array(values), 20) == pytest.approx(21.2)
+    ten = values[:10]
+    assert published_percentile(np.array(ten), 20) == pytest.approx(round((9.234 + 19.234 + 29.234) / 3, 1))
+    group = peer_groups(
+        pd.DataFrame(
+            {
+                "zone": "PT",
+                "tariff_type": "simple",
+                "power_band": "1.15-3.45",
+                "pv": False,
+                "consumption_kwh": values,
+            }
+        )
+    )[0]
+    assert (group.median_kwh, group.efficient_kwh) == (51.2, 21.2)
+
+
+@given(
+    st.lists(
+        st.floats(min_value=0.0, max_value=5000.0, allow_nan=False),
+        min_size=MIN_PEERS,
+        max_size=60,
+        unique=True,
+    ),
+    st.sampled_from([20, 50]),
+)
+def test_no_shown_percentile_is_one_households_value(values: list[float], rank: int) -> None:
+    """Unless households' values coincide, what is shown sits strictly between the lowest and the
+    highest of the households it blends, and so differs from each of theirs by more than rounding."""
+    shown = published_percentile(np.array(values), rank)
+    ordered = sorted(values)
+    position = rank / 100 * (len(values) - 1)
+    blended = ordered[max(int(np.floor(position - 1)), 0) : int(np.ceil(position + 1)) + 1]
+    assert len(blended) >= 3
+    assert min(blended) - 0.05 <= shown <= max(blended) + 0.05
+    if min(b - a for a, b in itertools.pairwise(blended)) > 1.0:
+        assert all(abs(shown - value) > 0.05 for value in blended)
 
 
 def test_groups_below_the_minimum_keep_only_their_count() -> None:

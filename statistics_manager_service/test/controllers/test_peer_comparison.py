@@ -84,10 +84,16 @@ def _get(client: Any, headers: dict[str, str], user_id: str, period: str | None 
 def _linear_percentile(values: list[float], share: float) -> float:
     """The percentile by hand: linear between the sorted values at position share x (n - 1)."""
     ordered = sorted(values)
-    position = share * (len(ordered) - 1)
+    position = min(max(share * (len(ordered) - 1), 0.0), len(ordered) - 1.0)
     below = int(position)
     above = min(below + 1, len(ordered) - 1)
     return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
+def _shown_percentile(values: list[float], share: float) -> float:
+    """What households are shown: the mean of the percentile and the values one place either side."""
+    step = 1 / (len(values) - 1)
+    return sum(_linear_percentile(values, share + offset) for offset in (-step, 0.0, step)) / 3
 
 
 def test_each_of_ten_comparable_households_is_placed_among_them(
@@ -95,7 +101,9 @@ def test_each_of_ten_comparable_households_is_placed_among_them(
 ) -> None:
     truth = [home.compared_kwh() for home in PEERS]
     ordered = sorted(truth)
-    median = (ordered[4] + ordered[5]) / 2
+    # Ten households: the median blends the 4th to 7th lowest, (x3 + 2 x4 + 2 x5 + x6) / 6.
+    median = (ordered[3] + 2 * ordered[4] + 2 * ordered[5] + ordered[6]) / 6
+    assert median == pytest.approx(_shown_percentile(truth, 0.5))
     for home in PEERS:
         response = _get(client, auth_headers(user_id=home.user_id), home.user_id)
         assert response.status_code == 200, response.text
@@ -103,7 +111,7 @@ def test_each_of_ten_comparable_households_is_placed_among_them(
         assert body["consumption_kwh"] == pytest.approx(home.compared_kwh(), abs=1e-3)
         assert body["households"] == 10
         assert body["median_kwh"] == pytest.approx(median, abs=0.05 + 1e-9)
-        assert body["efficient_kwh"] == pytest.approx(_linear_percentile(truth, 0.2), abs=0.05 + 1e-9)
+        assert body["efficient_kwh"] == pytest.approx(_shown_percentile(truth, 0.2), abs=0.05 + 1e-9)
         # The k-th lowest of n sits at k / (n - 1) of the way from the lowest to the highest.
         rank = ordered.index(home.compared_kwh())
         assert body["percentile"] == pytest.approx(100.0 * rank / 9, abs=1.0)
@@ -235,3 +243,18 @@ def test_a_household_without_readings_in_the_month_is_told_why(
     response = _get(client, auth_headers(user_id="peerempty0"), "peerempty0")
     assert response.status_code == 404
     assert "has no consumption in 2026-11" in response.json()["error"]
+
+
+def test_a_household_whose_readings_start_during_the_first_day_counts_that_day(
+    client: Any, auth_headers: Headers, context: ServiceContext
+) -> None:
+    """Readings from 03:00 on 1 November: the day's 84 quarter hours after them count, and the
+    household's coverage is (288 - 12) / 288 of the compared days."""
+    late = Home("peerlate00", 61.0, first=FIRST + dt.timedelta(hours=3))
+    _load(context, [*PEERS, late])
+    response = _get(client, auth_headers(user_id=late.user_id), late.user_id)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["consumption_kwh"] == pytest.approx((COMPARED_QUARTERS - 12) * 61.0 / 1000.0, abs=1e-3)
+    assert body["coverage"] == pytest.approx((COMPARED_QUARTERS - 12) / COMPARED_QUARTERS, abs=1e-3)
+    assert body["households"] == 11
