@@ -316,7 +316,9 @@ def detect_bill_projection(
     findings = []
     for day in days:
         _, end_s = day.bounds()
-        now = dt.datetime.fromtimestamp(end_s, dt.UTC)
+        # The day's last second: the period holding the day (on a period's last day, that period
+        # with its remaining time nil, not the next one).
+        now = dt.datetime.fromtimestamp(end_s - 1, dt.UTC)
         request = BillRequest(day.user_id, None, None, None, None)
         known = load_household_contracts(session, settings.default_timezone, day.user_id)
         terms = bill_terms(known, request, now)

@@ -25,7 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.config import Settings
-from statistics_manager_service.event_consumer.alert_rules import RULE_OF_CAUSE, Finding, HouseholdDay
+from statistics_manager_service.event_consumer.alert_rules import (
+    RULE_OF_CAUSE,
+    AlertRule,
+    Finding,
+    HouseholdDay,
+)
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.storage.alerts import (
     AlertCandidate,
@@ -146,12 +151,35 @@ class AlertJob:
         for days in rounds:  # each round holds at most one day per household
             for rule in self.rules:
                 findings += [
-                    (rule.event_type, finding)
-                    for finding in rule.detect(session, days, self.settings, self.book)
+                    (rule.event_type, finding) for finding in self._detect(session, rule, days, candidates)
                 ]
         queued = self._queue(session, findings)
         record_checked(session, [(candidate.user_id, candidate.closed_through) for candidate in candidates])
         return queued
+
+    def _detect(
+        self,
+        session: Session,
+        rule: AlertRule,
+        days: Sequence[HouseholdDay],
+        candidates: Sequence[AlertCandidate],
+    ) -> list[Finding]:
+        """Run one rule in a savepoint. When it fails for a single household, that rule is passed
+        over (logged, counted) and the household's other rules still run; with several, the
+        failure goes up so that the households are checked one by one."""
+        try:
+            with session.begin_nested():
+                return rule.detect(session, days, self.settings, self.book)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            if len(candidates) > 1:
+                raise
+            logger.exception(
+                "alert rule %s failed for household %s; its other rules go on", rule.cause, candidates[0]
+            )
+            metrics.ALERT_CHECK_FAILURES.inc()
+            return []
 
     def _queue(self, session: Session, findings: Sequence[tuple[str, Finding]]) -> int:
         """Queue the findings not queued before, in household, day and cause order."""

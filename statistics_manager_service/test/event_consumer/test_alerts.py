@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from pyerse.comercializador import Opcao_Horaria
 
+from statistics_manager_service import metrics
 from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer.alerts import AlertJob, alert_event_id
 from statistics_manager_service.storage.alerts import AlertKey, alert_candidates, sent_alerts
@@ -328,3 +329,18 @@ def test_a_projection_above_the_budget_gives_one_alert_per_period(
         connection.execute(sa.delete(AlertProgress))
     assert run_job(context, alert_causes=("bill_projection",)) == 0
     assert len(budget_rows(context)) == 1
+
+
+def test_a_rule_that_fails_for_a_household_leaves_its_other_rules_alone(context: ServiceContext) -> None:
+    """A tariff book without taxes cannot price a bill: the budget rule fails for this household,
+    and its consumption alert is published all the same."""
+    budget = account_message(USER, effective_from="2020-01-01T00:00:00Z", bill_budget=1.0)
+    assert process(context, [budget]) == []
+    day_w = (1.6 * BASELINE_KWH * 1000 - BASE_POWER_W * 5) / 19
+    feed(context, FIRST_DAY, day_profile(BASE_POWER_W, day_w))
+    untaxed = dataclasses.replace(updater_for(context).book, taxes=())
+    failures = metrics.ALERT_CHECK_FAILURES._value.get()
+    settings = dataclasses.replace(context.settings, alert_causes=("daily_consumption", "bill_projection"))
+    assert AlertJob(context.session_factory, settings, untaxed).run_once() == 1
+    assert [row["type"] for row in alert_rows(context)] == ["ConsumptionAnomalyDetected"]
+    assert metrics.ALERT_CHECK_FAILURES._value.get() == failures + 1
