@@ -44,8 +44,9 @@ def bill_get(
     """The bill of a billing period with its taxes; an open period also projected to its end.
 
     The inputs are read in one short session and the bill is priced after it is given back; the
-    answer is kept in the response cache until the household's data change (an open period's
-    answer for the current quarter hour only: its projection moves with the clock)."""
+    answer is kept in the response cache until the household's data, its contract or any zone's
+    prices change (an open period's answer for the current quarter hour only: its projection moves
+    with the clock)."""
     context = service_context()
     now = dt.datetime.now(dt.UTC)
     request = bill_request(user_id, period, billing_day, large_family)
@@ -58,7 +59,8 @@ def bill_get(
         span, inputs = read_call(context.reads, load_bill_inputs, request, tz, now)
         return price_bill(span, inputs, request, book)
 
-    return cached_json_response(key, [user_id], body)
+    # A bill prices its quarter hours at request time: a dynamic tariff's with the zone's prices.
+    return cached_json_response(key, [user_id, PRICES_CHANGED], body)
 
 
 def tariff_comparison_get(user_id: str, start_date: str, end_date: str | None = None) -> flask.Response:

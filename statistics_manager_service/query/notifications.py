@@ -3,10 +3,11 @@
 Migrations 0002 and 0003 make every statement that changes `statistics_periods`, `households`,
 `consumption_curves` or `reading_days` notify `statistics_changed` with each household id it
 touched (`'*'` for a truncation), delivered when the transaction commits; migration 0012 makes
-every change of `energy_prices` notify `PRICES_CHANGED`, which the cache treats as one more id
-that answers may depend on. This thread keeps one connection listening. Whenever it is not
-listening (starting, connection lost, database down) announcements may be missed, so the cache is
-emptied and stays out of use until listening resumes.
+`contract_versions` announce its households too, and every change of `energy_prices` notify
+`PRICES_CHANGED`, which the cache treats as one more id that answers may depend on. This thread
+keeps one connection listening. Whenever it is not listening (starting, connection lost, database
+down) announcements may be missed, so the cache is emptied and stays out of use until listening
+resumes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ ALL_HOUSEHOLDS = "*"
 # Announced for any change of any zone's energy prices (longer than a user id: never one).
 PRICES_CHANGED = "~prices-changed~"
 # The tables whose changes migrations 0002, 0003 and 0012 announce, and their triggers on each.
-ANNOUNCED_TABLES = ("statistics_periods", "households", "consumption_curves", "reading_days", "energy_prices")
+ANNOUNCED_TABLES = (
+    "statistics_periods",
+    "households",
+    "consumption_curves",
+    "reading_days",
+    "energy_prices",
+    "contract_versions",
+)
 ANNOUNCING_TRIGGERS = frozenset(
     f"{table}_{event}_announce"
     for table in ANNOUNCED_TABLES

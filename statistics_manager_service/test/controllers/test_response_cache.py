@@ -277,8 +277,9 @@ def test_cached_answers_equal_fresh_ones_until_and_after_a_change(
 def test_bills_and_tariff_comparisons_are_cached_until_what_they_price_changes(
     cached_without_quiet_probes: ServiceContext, context: ServiceContext, auth_headers: Headers
 ) -> None:
-    """A bill depends on its household's data; a tariff comparison also on every zone's energy
-    prices (its dynamic option), which change no stored statistic of a household on a fixed tariff."""
+    """Bills and tariff comparisons depend on their household's data and contract, and on every
+    zone's energy prices (a dynamic tariff or option), which change no stored statistic of a
+    household on a fixed tariff."""
     cached = cached_without_quiet_probes
     assert process(cached, [account_message(USER), account_message(OTHER)]) == []
     for day in range(3):
@@ -317,7 +318,8 @@ def test_bills_and_tariff_comparisons_are_cached_until_what_they_price_changes(
         assert {key[0] for key in cache._entries} == {"bill", "tariff-comparison"}
         check_all()
 
-        # Prices of the zone: every comparison now has a dynamic option; the bills stay.
+        # Prices of the zone: every answer priced at request time goes; comparisons now have a
+        # dynamic option. No stored statistic of these simple-tariff households changed.
         prices = {
             "zone": "PT",
             "direction": "import",
@@ -325,8 +327,7 @@ def test_bills_and_tariff_comparisons_are_cached_until_what_they_price_changes(
             "values": [{"timestamp": f"2026-03-02T{hour:02d}:00:00Z", "value": 0.1} for hour in range(24)],
         }
         assert process(cached, [signal_message("EnergyPrices", prices)]) == []
-        wait_for(lambda: len(cache) == 2, "the comparisons to go")
-        assert {key[0] for key in cache._entries} == {"bill"}
+        wait_for(lambda: len(cache) == 0, "the bills and comparisons to go")
         check_all()
         options = client.get(comparison.format(USER), headers=headers).json()["options"]
         assert "dynamic" in {option["tariff_type"] for option in options}
