@@ -115,6 +115,10 @@ class PeerGroupJob:
         groups = peer_groups(members[list(MEMBER_COLUMNS)])
         with session_scope(self.session_factory) as session:
             lock_period(session, days.period)
+            stored = load_computed_period(session, days.period)
+            if stored is not None and stored.computed_at > now_s:
+                # A round that began later (another worker's) wrote while this one was reading.
+                return PeriodRun(days.period, read, len(members), len(groups), written=False)
             replace_period_groups(
                 session,
                 days.period,

@@ -122,3 +122,15 @@ def test_the_months_and_days_a_round_compares() -> None:
     # The open month's first day has no day before it to compare; a future month none at all.
     assert compared_days("2026-03", dt.date(2026, 3, 1)) is None
     assert compared_days("2026-04", dt.date(2026, 3, 10)) is None
+
+
+def test_a_round_never_overwrites_the_groups_of_a_round_that_began_later(context: ServiceContext) -> None:
+    """Worker A begins before midnight and is slow; worker B begins after it and writes first: A's
+    older groups must not replace B's."""
+    _load(context, [*PEERS, PV_HOME])
+    later = NOW + dt.timedelta(hours=2)
+    assert all(run.written for run in _job(context).run_once(now=later))
+    newest = _groups(context)
+    slow = _job(context).run_once(now=NOW + dt.timedelta(hours=1))
+    assert not any(run.written for run in slow)
+    assert _groups(context) == newest
