@@ -3,8 +3,10 @@
 Households get 29 local days of 15-minute hub readings (with voltage) through the consumer's
 batch processor, one message per household and day, as live meters send them; the last message
 of each household closes its 29th day. The ingestion is timed. Then the alert job checks every
-household's newly completed day (all three causes: the day's consumption against four same-weekday
-days, its night's baseload against theirs, the day's 10-minute voltage means) and is timed too.
+household's newly completed day (every cause: the day's consumption against four same-weekday
+days, its night's baseload against theirs, the day's 10-minute voltage means, and the open billing
+period's projected bill against the budget every household is given, so that every household's
+bill is priced) and is timed too.
 
 What it tells: the job's cost per household-day checked, against the ingestion's cost per
 household-day stored; were the checks done inside the batch that closes a day, that batch would
@@ -32,7 +34,7 @@ from statistics_manager_service.event_consumer.runner import build_processor
 from statistics_manager_service.storage.tables import AlertProgress, AlertSent, OutboxEvent
 from statistics_manager_service.tariff_loading import updater_for
 from statistics_manager_service.test.conftest import make_settings
-from statistics_manager_service.test.support.pipeline import meter_message, reading
+from statistics_manager_service.test.support.pipeline import account_message, meter_message, reading
 
 DAYS = 29
 FIRST_DAY = dt.date(2026, 10, 26)
@@ -61,6 +63,9 @@ def main() -> None:
         processor = build_processor(context)
         users = [f"alerts{n:04d}" for n in range(args.households)]
         registers = dict.fromkeys(users, 1_000.0)
+        # A budget for everyone: the bill rule prices each household's open period.
+        budgets = [account_message(u, effective_from="2020-01-01T00:00:00Z", bill_budget=50.0) for u in users]
+        assert processor.process(budgets) == []
         messages = []
         for offset in range(DAYS + 1):
             day = FIRST_DAY + dt.timedelta(days=offset)

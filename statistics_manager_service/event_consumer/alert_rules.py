@@ -42,6 +42,7 @@ from statistics_manager_service.query.bill import load_bill_inputs, price_bill
 from statistics_manager_service.query.bill_terms import BillRequest, bill_terms
 from statistics_manager_service.recompute.inputs import inside_windows, readings_with_context
 from statistics_manager_service.recompute.views import load_household_contracts
+from statistics_manager_service.storage.alerts import AlertKey, alert_sent
 from statistics_manager_service.storage.periods import load_periods
 from statistics_manager_service.storage.readings import load_reading_windows
 from statistics_manager_service.storage.tables import Household
@@ -322,9 +323,11 @@ def detect_bill_projection(
         request = BillRequest(day.user_id, None, None, None, None)
         known = load_household_contracts(session, settings.default_timezone, day.user_id)
         terms = bill_terms(known, request, now)
-        if terms.budget_eur is None:
-            continue
-        span, inputs = load_bill_inputs(session, request, settings.default_timezone, now)
+        if terms.budget_eur is None or alert_sent(
+            session, AlertKey(day.user_id, "bill_projection", terms.first)
+        ):
+            continue  # no budget, or this period's alert is out already: no bill to price
+        span, inputs = load_bill_inputs(session, request, settings.default_timezone, now, known)
         bill = price_bill(span, inputs, request, book)
         projection = bill["projection"]
         if projection is None or not projection["exceeds_budget"]:

@@ -29,6 +29,7 @@ from statistics_manager_service.exception_handling_utils.errors import BadReques
 from statistics_manager_service.query.bill_terms import BillRequest, BillTerms, bill_terms
 from statistics_manager_service.query.params import EARLIEST, LATEST
 from statistics_manager_service.recompute.views import (
+    HouseholdContracts,
     QuarterHourInputs,
     load_household_contracts,
     load_quarter_hour_inputs,
@@ -106,12 +107,17 @@ class BillSpan:
 
 
 def load_bill_inputs(
-    session: Session, request: BillRequest, default_timezone: str, now: dt.datetime
+    session: Session,
+    request: BillRequest,
+    default_timezone: str,
+    now: dt.datetime,
+    known: HouseholdContracts | None = None,
 ) -> tuple[BillSpan, QuarterHourInputs]:
     """Read what `price_bill` needs: the period's quarter hours so far and, for an open period,
-    the recent days its projection is drawn from."""
+    the recent days its projection is drawn from; `known`: the household and its contracts, when
+    the caller has read them."""
     user_id = request.user_id
-    known = load_household_contracts(session, default_timezone, user_id)
+    known = known or load_household_contracts(session, default_timezone, user_id)
     household, calendars = known.household, known.calendars
     if household is None:
         raise UserNotFound(user_id)

@@ -139,3 +139,9 @@ def sent_alerts(session: Session, user_ids: Sequence[str]) -> list[AlertKey]:
         .order_by(AlertSent.user_id, AlertSent.cause, AlertSent.day)
     )
     return [AlertKey(str(user_id), str(cause), day) for user_id, cause, day in session.execute(statement)]
+
+
+def alert_sent(session: Session, key: AlertKey) -> bool:
+    """Whether the alert of `key` has been recorded."""
+    found = session.get(AlertSent, (key.user_id, key.cause, key.day))
+    return found is not None
