@@ -132,7 +132,8 @@ OUTBOX_FAILED_KEPT = Gauge(
 )
 ROWS_PRUNED = Counter(
     "statistics_rows_pruned_total",
-    "Rows deleted by housekeeping once past their retention, by table (processed_events, events).",
+    "Rows deleted by housekeeping once past their retention, by table (processed_events, alerts_sent,"
+    " events).",
     ["table"],
 )
 ALERTS_QUEUED = Counter(

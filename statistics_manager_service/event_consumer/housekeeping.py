@@ -1,4 +1,5 @@
-"""Housekeeping of the worker: forget old processed event ids (and old outbox rows for Debezium)."""
+"""Housekeeping of the worker: forget old processed event ids, old alert records (and old outbox
+rows for Debezium)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from statistics_manager_service import metrics
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_producers.outbox import delete_created_before
+from statistics_manager_service.storage.alerts import prune_alerts_sent
 from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.households import prune_processed_events
 
@@ -21,6 +23,9 @@ logger = logging.getLogger(__name__)
 # Rows deleted per transaction: short locks and a bounded undo/WAL burst, however much is due.
 PRUNE_BATCH_ROWS = 5_000
 INTERVAL_S = 3600.0
+# The alert job looks back a week at most and keys a bill alert by its period's first day: an
+# alert recorded this long ago can never be found again, and its record only takes room.
+ALERTS_SENT_RETENTION_DAYS = 400
 
 Prune = Callable[[Session, int, int], int]
 
@@ -42,7 +47,10 @@ class Housekeeping:
         pruned = {
             "processed_events": self._drain(
                 "processed_events", prune_processed_events, int(now_s - retention_s), stop
-            )
+            ),
+            "alerts_sent": self._drain(
+                "alerts_sent", prune_alerts_sent, int(now_s - ALERTS_SENT_RETENTION_DAYS * 86400), stop
+            ),
         }
         if self.settings.kafka_enabled and not self.settings.outbox_relay_enabled:
             # Debezium has read each insert from the WAL at commit; the row itself is never read again.

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import AlertProgress, AlertSent, Household
-from statistics_manager_service.storage.upsert import dialect_insert, upsert_rows
+from statistics_manager_service.storage.upsert import delete_oldest, dialect_insert, upsert_rows
 
 # pg_advisory_xact_lock key of "the alert job" ("alerts" in ASCII).
 ALERT_JOB_LOCK_KEY = 0x616C65727473
@@ -145,3 +145,8 @@ def alert_sent(session: Session, key: AlertKey) -> bool:
     """Whether the alert of `key` has been recorded."""
     found = session.get(AlertSent, (key.user_id, key.cause, key.day))
     return found is not None
+
+
+def prune_alerts_sent(session: Session, created_before_s: int, limit: int) -> int:
+    """Forget up to `limit` of the oldest alerts recorded before `created_before_s`; return how many."""
+    return delete_oldest(session, AlertSent.event_id, AlertSent.created_at, created_before_s, limit)

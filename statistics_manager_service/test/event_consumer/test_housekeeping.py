@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from statistics_manager_service.context import ServiceContext
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.runner import start_background
 from statistics_manager_service.storage.engine import session_scope
-from statistics_manager_service.storage.tables import OutboxEvent, ProcessedEvent
+from statistics_manager_service.storage.tables import AlertSent, OutboxEvent, ProcessedEvent
 from statistics_manager_service.test.support.pipeline import account_message, process
 
 DAY_S = 86400
@@ -51,7 +52,7 @@ def test_old_event_ids_are_pruned_in_batches_and_a_recent_redelivery_is_still_sk
     # Batches of 4 rows: 15 due rows take four transactions, and nothing younger goes.
     pruned = Housekeeping(context.session_factory, context.settings, batch_rows=4).prune_once(now_s=now_s)
 
-    assert pruned == {"processed_events": len(old)}
+    assert pruned == {"processed_events": len(old), "alerts_sent": 0}
     assert _processed_ids(context) == recorded | set(kept)
     assert metrics.ROWS_PRUNED.labels("processed_events")._value.get() == pruned_before + len(old)
     duplicates_before = metrics.EVENTS_DUPLICATE.labels("hems.user-account")._value.get()
@@ -92,6 +93,22 @@ def test_old_outbox_rows_are_deleted_only_when_debezium_publishes_them(context: 
 
     assert pruned["events"] == 3
     assert _outbox_count(context) == 2
+
+
+def test_alert_records_go_after_their_retention(context: ServiceContext) -> None:
+    now_s = time.time()
+    ages = {"old1": 400.5, "old2": 900.0, "new1": 399.5, "new2": 1.0}
+    rows = [
+        {"user_id": USER, "cause": "voltage", "day": dt.date(2024, 1, 1) + dt.timedelta(days=n),
+         "event_id": name, "created_at": int(now_s - age * DAY_S)}
+        for n, (name, age) in enumerate(ages.items())
+    ]  # fmt: skip
+    with session_scope(context.session_factory) as session:
+        session.execute(sa.insert(AlertSent), rows)
+    pruned = Housekeeping(context.session_factory, context.settings, batch_rows=1).prune_once(now_s=now_s)
+    assert pruned["alerts_sent"] == 2
+    with context.engine.connect() as connection:
+        assert set(connection.execute(sa.select(AlertSent.event_id)).scalars()) == {"new1", "new2"}
 
 
 def test_the_worker_prunes_at_start(context: ServiceContext) -> None:
