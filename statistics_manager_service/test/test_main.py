@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,19 +17,13 @@ from alembic.script import ScriptDirectory
 
 from statistics_manager_service.storage.migrate import alembic_config
 from statistics_manager_service.test.conftest import TEST_JWT_KEY
+from statistics_manager_service.test.support.cli import SERVICE_COMMAND, clean_env, run_service
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(extra)
-    return env
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -64,9 +56,9 @@ def test_run_command_serves_on_the_embedded_default_and_stops_on_sigterm(
 ) -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "statistics_manager_service"],
+        [*SERVICE_COMMAND],
         cwd=tmp_path,
-        env=_clean_env(PORT=str(port), HOST="127.0.0.1", WEB_WORKERS=workers),
+        env=clean_env(PORT=str(port), HOST="127.0.0.1", WEB_WORKERS=workers),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -90,53 +82,30 @@ def test_run_command_serves_on_the_embedded_default_and_stops_on_sigterm(
 
 
 def test_server_database_with_the_default_key_is_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service"],
-        cwd=tmp_path,
-        env=_clean_env(DATABASE_URL="postgresql://127.0.0.1/none"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_service(cwd=tmp_path, env=clean_env(DATABASE_URL="postgresql://127.0.0.1/none"))
     assert result.returncode == 2
     assert "JWT_SIGN_KEY" in result.stderr
 
 
 def test_db_upgrade_and_token_commands(postgres_url: str, tmp_path: Path) -> None:
-    env = _clean_env(DATABASE_URL=postgres_url, JWT_SIGN_KEY=TEST_JWT_KEY)
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service", "db", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = clean_env(DATABASE_URL=postgres_url, JWT_SIGN_KEY=TEST_JWT_KEY)
+    upgrade = run_service("db", "upgrade", cwd=tmp_path, env=env)
     assert upgrade.returncode == 0, upgrade.stderr
     assert "schema revision: " in upgrade.stdout
-    token = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service", "token", "--user-id", "abcdefghij"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    token = run_service("token", "--user-id", "abcdefghij", cwd=tmp_path, env=env)
     assert token.returncode == 0, token.stderr
     claims = jwt.decode(token.stdout.strip(), TEST_JWT_KEY, algorithms=["HS512"])
     assert claims["sub"] == "abcdefghij"
 
 
 def test_an_unreachable_database_at_start_is_one_clear_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service", "--role", "worker"],
+    result = run_service(
+        "--role",
+        "worker",
         cwd=tmp_path,
-        env=_clean_env(
+        env=clean_env(
             DATABASE_URL="postgresql+psycopg2://postgres@127.0.0.1:1/none", JWT_SIGN_KEY=TEST_JWT_KEY
         ),
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1].startswith("database unavailable:")
@@ -144,17 +113,10 @@ def test_an_unreachable_database_at_start_is_one_clear_line(tmp_path: Path) -> N
 
 
 def test_db_upgrade_logs_each_migration_it_applies_as_json(tmp_path: Path) -> None:
-    env = _clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}", LOG_FORMAT="json")
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}", LOG_FORMAT="json")
 
     def upgrade() -> list[dict[str, str]]:
-        result = subprocess.run(
-            [sys.executable, "-m", "statistics_manager_service", "db", "upgrade"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_service("db", "upgrade", cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stderr.splitlines()]  # nothing but JSON
 

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from statistics_manager_service.build import package_version
 from statistics_manager_service.metrics import process_ids
-from statistics_manager_service.test.test_main import _clean_env, _free_port, _get, _wait_for
+from statistics_manager_service.test.support.cli import SERVICE_COMMAND, clean_env
+from statistics_manager_service.test.test_main import _free_port, _get, _wait_for
 
 REVISION = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 PROCESS_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds")
@@ -44,9 +45,9 @@ def _reported_pids(samples: dict[str, list[tuple[dict[str, str], float]]], name:
 def _start(tmp_path: Path, workers: str, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "statistics_manager_service"],
+        [*SERVICE_COMMAND],
         cwd=tmp_path,
-        env=_clean_env(PORT=str(port), HOST="127.0.0.1", WEB_WORKERS=workers, GIT_REVISION=REVISION, **extra),
+        env=clean_env(PORT=str(port), HOST="127.0.0.1", WEB_WORKERS=workers, GIT_REVISION=REVISION, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from statistics_manager_service.test.conftest import (
     make_settings,
 )
 from statistics_manager_service.test.event_consumer.worker_support import wait_for
+from statistics_manager_service.test.support.cli import SERVICE_COMMAND
 
 READY = "/api/statistics/ready"
 
@@ -203,7 +203,7 @@ def test_a_paused_consumer_keeps_every_server_process_of_the_pod_unready(tmp_pat
                 LOG_LEVEL="WARNING",
             )
             process = subprocess.Popen(
-                [sys.executable, "-m", "statistics_manager_service", "--role", "all"],
+                [*SERVICE_COMMAND, "--role", "all"],
                 cwd=tmp_path,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -7,8 +7,6 @@ import os
 import re
 import secrets
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from statistics_manager_service.config import ConfigurationError, Settings
 from statistics_manager_service.signing_key import KEY_FILE_NAME, key_problem
 from statistics_manager_service.test.conftest import REPO_ROOT, TEST_JWT_KEY
+from statistics_manager_service.test.support.cli import run_service
 
 SKIPPED_DIRECTORIES = {".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 SKIPPED_DIRECTORIES |= {".hypothesis", "build", "dist", "node_modules"}
@@ -148,15 +147,7 @@ def test_the_embedded_default_generates_one_private_key_per_data_directory(tmp_p
 
 def test_the_token_command_signs_with_the_data_directory_key(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
-    issued = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service", "token", "--service"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    issued = run_service("token", "--service", cwd=tmp_path, env=env, check=True)
     token = issued.stdout.strip()
     key = (tmp_path / KEY_FILE_NAME).read_text().strip()
     assert jwt.decode(token, key, algorithms=["HS512"])["role"] == "service"

@@ -43,10 +43,11 @@ from statistics_manager_service.test.conftest import (
     make_settings,
 )
 from statistics_manager_service.test.event_consumer.test_processor import snapshot
+from statistics_manager_service.test.support.cli import SERVICE_COMMAND
 from statistics_manager_service.test.support.kafka_broker import KafkaBroker, free_port
 from statistics_manager_service.test.support.pipeline import envelope, iso, reading
 
-WORKER_COMMAND = (sys.executable, "-m", "statistics_manager_service", "--role", "worker")
+WORKER_COMMAND = (*SERVICE_COMMAND, "--role", "worker")
 # Tables whose contents depend on which process ran and when (tariff-book bookkeeping, the
 # workers' periodic alert and peer-group jobs), not on the events alone.
 PROCESS_TABLES = ("service_state", "alert_progress", "alerts_sent", "peer_groups")

@@ -3,9 +3,6 @@ free slot stops the start-up with a message naming the setting to lower."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from statistics_manager_service.test.conftest import (
     TEST_JWT_KEY,
     make_settings,
 )
+from statistics_manager_service.test.support.cli import clean_env, run_service
 
 
 def _pool_limits(engine: sa.Engine) -> tuple[int, int]:
@@ -91,21 +89,13 @@ def refused_database_url(postgres_url: str) -> Iterator[str]:
 def test_a_start_the_database_refuses_for_lack_of_slots_names_the_setting_to_lower(
     refused_database_url: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATABASE_"))}
-    env.update(
+    env = clean_env(
         PYTHONPATH=str(REPO_ROOT),
         DATABASE_URL=refused_database_url,
         JWT_SIGN_KEY=TEST_JWT_KEY,
         WEB_WORKERS="1",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "statistics_manager_service", "--role", "api"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_service("--role", "api", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 3, result.stderr
     assert "too many connections for role" in result.stderr
     assert "lower DATABASE_CONNECTIONS_PER_POD" in result.stderr

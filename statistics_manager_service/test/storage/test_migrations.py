@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from statistics_manager_service.test.conftest import (
     create_postgres_database,
     drop_postgres_database,
 )
+from statistics_manager_service.test.support.cli import SERVICE_COMMAND
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -169,7 +169,7 @@ def test_concurrent_upgrades_on_postgresql_both_succeed_and_apply_once(tmp_path:
     _record_ddl_by_backend(observer)
     environment = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR") if key in os.environ}
     environment |= {"DATABASE_URL": url, "JWT_SIGN_KEY": TEST_JWT_KEY}
-    command = [sys.executable, "-m", "statistics_manager_service", "db", "upgrade"]
+    command = [*SERVICE_COMMAND, "db", "upgrade"]
     upgrades: list[subprocess.Popen[str]] = []
     try:
         # Hold the lock until both upgrades are surely running, and waiting, at the same time.
