@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.baseload import (
@@ -17,12 +16,10 @@ from statistics_manager_service.aggregation.baseload import (
     estimate_baseload,
 )
 from statistics_manager_service.aggregation.contracts import contracts_at
-from statistics_manager_service.aggregation.granularity import LEVEL
 from statistics_manager_service.aggregation.tariffs import price_buckets
-from statistics_manager_service.query.series import household_timezones
+from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.recompute import StatisticsUpdater
-from statistics_manager_service.recompute.inputs import household_contracts
-from statistics_manager_service.storage.tables import Household
+from statistics_manager_service.recompute.views import load_quarter_hour_inputs, quarter_hours
 
 YEARLY_COST_PRICING = (
     "the baseload held for the 365 local days from today, priced by the tariff engine with the"
@@ -40,10 +37,13 @@ def load_baseload(
     session: Session, user_id: str, start_s: int, end_s: int, statistics: StatisticsUpdater, now: dt.datetime
 ) -> dict[str, Any]:
     """Estimate the baseload from the range's quarter hours and price a year of it."""
-    timezone = household_timezones(session, [user_id], statistics.default_timezone)[user_id]
-    buckets = statistics.period_statistics(session, [user_id], start_s, end_s, LEVEL["15_mins"])
+    inputs = load_quarter_hour_inputs(session, statistics.default_timezone, user_id, start_s, end_s)
+    if inputs.household is None:
+        raise UserNotFound(user_id)
+    timezone = inputs.household.timezone or statistics.default_timezone
+    buckets = quarter_hours(inputs).sort_values("bucket_start", kind="stable")
     estimate = estimate_baseload(
-        buckets["period_start"].to_numpy(dtype=np.int64),
+        buckets["bucket_start"].to_numpy(dtype=np.int64),
         buckets["consumption_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "consumption_kwh" in buckets
         else np.empty(0),
@@ -52,8 +52,7 @@ def load_baseload(
         else np.empty(0),
         timezone,
     )
-    household = session.scalars(sa.select(Household).where(Household.user_id == user_id)).one()
-    contracts, calendars = household_contracts(session, {user_id: household}, statistics.default_timezone)
+    contracts, calendars = inputs.contracts, inputs.calendars
     current = contracts_at(contracts, np.array([user_id], dtype=object), np.array([int(now.timestamp())]))
     body: dict[str, Any] = {
         "user_id": user_id,

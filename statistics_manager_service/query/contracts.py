@@ -16,9 +16,7 @@ from statistics_manager_service.aggregation.billing import (
 from statistics_manager_service.aggregation.contracts import BEGINNING_S
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
-from statistics_manager_service.recompute.inputs import resolved_contracts
-from statistics_manager_service.storage.contracts import load_contract_versions
-from statistics_manager_service.storage.tables import Household
+from statistics_manager_service.recompute.views import load_household_contracts
 
 # The source given to the version of a household that no account event dated.
 INITIAL_SOURCE = "initial"
@@ -36,11 +34,10 @@ def load_contract_history(
     """List a household's contract versions, oldest first, each with every field in force (a
     billing day and large-family flag no version stated are the bill's defaults, 1 and false; a
     budget never stated or cleared is null); 404 for an unknown household."""
-    household = session.get(Household, user_id)
-    if household is None:
+    known = load_household_contracts(session, default_timezone, user_id)
+    if known.household is None:
         raise UserNotFound(user_id)
-    stored = load_contract_versions(session, [user_id])
-    contracts, _ = resolved_contracts(stored, {user_id: household}, default_timezone)
+    stored, contracts = known.stored, known.contracts
     sources = dict(zip(stored["effective_s"].tolist(), stored["effective_source"].tolist(), strict=True))
     instants = contracts["effective_s"].to_numpy(dtype=np.int64)
     users = np.full(instants.size, user_id, dtype=object)
