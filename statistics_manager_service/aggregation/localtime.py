@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,6 +13,11 @@ from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY
 
 # 1970-01-01 was a Thursday: shifting by 3 makes Monday weekday 0, as ISO weeks want.
 _EPOCH_WEEKDAY = 3
+
+
+def first_of_next_month(day: dt.date) -> dt.date:
+    """Return the first day of the month after `day`'s."""
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 def wall_seconds(instants_s: IntArray, tz: str) -> IntArray:

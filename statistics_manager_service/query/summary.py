@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.aggregation.localtime import first_of_next_month
 from statistics_manager_service.query.series import household_timezones
 from statistics_manager_service.storage.periods import load_periods
 
@@ -24,11 +25,6 @@ SUMMARY_COLUMNS = [
 
 def _local_midnight(day: dt.date, zone: ZoneInfo) -> int:
     return int(dt.datetime.combine(day, dt.time(), zone).timestamp())
-
-
-def _next_month(day: dt.date) -> dt.date:
-    """The first day of the month after `day`'s."""
-    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 def _total(rows: pd.DataFrame, column: str) -> float | None:
@@ -60,7 +56,7 @@ def load_summary(
     day_start = _local_midnight(day, zone)
     day_end = _local_midnight(day + dt.timedelta(days=1), zone)
     month_start = _local_midnight(day.replace(day=1), zone)
-    month_end = _local_midnight(_next_month(day), zone)
+    month_end = _local_midnight(first_of_next_month(day), zone)
     year_start = _local_midnight(day.replace(month=1, day=1), zone)
     year_end = _local_midnight(dt.date(day.year + 1, 1, 1), zone)
     first_of_month = day.replace(day=1)
@@ -74,7 +70,7 @@ def load_summary(
     today, month = rows[starts == day_start], rows[starts >= month_start]
     consumption_month = _quantity(month, "consumption_kwh", "kWh", month_end - month_start)
     for name, first in (("previous_month", last_month), ("same_month_last_year", last_year)):
-        low, high = _local_midnight(first, zone), _local_midnight(_next_month(first), zone)
+        low, high = _local_midnight(first, zone), _local_midnight(first_of_next_month(first), zone)
         whole = every_day[(every_day["period_start"] >= low) & (every_day["period_start"] < high)]
         consumption_month[name] = _quantity(whole, "consumption_kwh", "kWh", high - low)
     consumption, self_consumed = _total(rows, "consumption_kwh"), _total(rows, "self_consumed_kwh")

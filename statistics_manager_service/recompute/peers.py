@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.contracts import contracts_at
 from statistics_manager_service.aggregation.granularity import LEVEL
+from statistics_manager_service.aggregation.localtime import first_of_next_month
 from statistics_manager_service.aggregation.peers import GROUP_COLUMNS, MIN_COVERAGE, has_pv, power_band
 from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.updater import StatisticsUpdater
@@ -45,11 +46,6 @@ def month_of(period: str) -> tuple[int, int]:
     year, month = int(year_text), int(month_text)
     dt.date(year, month, 1)
     return year, month
-
-
-def first_of_next_month(day: dt.date) -> dt.date:
-    """Return the first day of the month after `day`'s."""
-    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 def compared_days(period: str, today: dt.date) -> ComparedDays | None:
