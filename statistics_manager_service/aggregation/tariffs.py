@@ -39,6 +39,7 @@ __all__ = [
     "daily_power_charge_eur",
     "first_changed_date",
     "load_tariff_book",
+    "power_level_at_or_above",
     "price_buckets",
     "price_buckets_under",
     "tariff_periods",
@@ -83,14 +84,21 @@ def _contracts_for(
     return by_user.reindex(pd.Index(users, dtype=object)).iloc[codes].reset_index()
 
 
+def power_level_at_or_above(book: TariffBook, kva: FloatArray) -> IntArray:
+    """Return the index in the book's ladder of standard powers of the smallest level at or above
+    each power (tolerating float noise); the ladder's length for a power above it. A contracted
+    power between two levels pays the next level up."""
+    levels = np.asarray(book.power_levels_kva)
+    found: IntArray = np.searchsorted(levels, np.asarray(kva, dtype=np.float64) - 1e-9, side="left")
+    return found
+
+
 def daily_power_charge_eur(
     book: TariffBook, kva: FloatArray, users: ObjectArray, days: IntArray
 ) -> FloatArray:
     """Return the power charge (EUR/day) of each contracted power on each local day."""
-    levels = np.asarray(book.power_levels_kva)
-    # A contracted power between two levels pays the next level up (tolerating float noise).
-    level = np.searchsorted(levels, kva - 1e-9, side="left")
-    bad = np.isnan(kva) | (level >= levels.size)
+    level = power_level_at_or_above(book, kva)
+    bad = np.isnan(kva) | (level >= len(book.power_levels_kva))
     if bad.any():
         names = ", ".join(map(str, pd.unique(users[bad])[:5]))
         raise ValueError(f"households.contracted_power_kva: no power charge for user(s) {names}")

@@ -11,9 +11,11 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.bill import cents
+from statistics_manager_service.aggregation.contracts import contracts_at
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_HOUR
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook
+from statistics_manager_service.aggregation.tariffs import power_level_at_or_above
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, UserNotFound
 from statistics_manager_service.query.params import parse_instant
 from statistics_manager_service.recompute.views import (
@@ -72,9 +74,7 @@ def compare_tariffs(inputs: QuarterHourInputs, start_s: int, end_s: int, book: T
     priced under each option."""
     user_id, contracts, calendars = inputs.user_id, inputs.contracts, inputs.calendars
     users = np.array([user_id], dtype=object)
-    current = contracts.iloc[
-        int(np.searchsorted(contracts["effective_s"].to_numpy(), end_s - 1, "right")) - 1
-    ]
+    current = contracts_at(contracts, users, np.array([end_s - 1], dtype=np.int64)).iloc[0]
     prices = inputs.energy_prices
     has_prices = not prices.empty and bool((prices["direction"] == "import").any())
     options = [name for name, spec in book.tariffs.items() if not spec.priced_by_series or has_prices]
@@ -126,10 +126,9 @@ def _power_advice(
     demand_kw = reference["energy_imported_kwh"].to_numpy(dtype=float) * (SECONDS_PER_HOUR / BUCKET_SECONDS)
     peak = int(np.nanargmax(demand_kw))
     peak_kw = float(demand_kw[peak])
-    levels = np.asarray(book.power_levels_kva)
     # kVA taken as kW (power factor 1): the ladder's smallest level at or above the peak.
-    fitting = levels[levels >= peak_kw - 1e-9]
-    recommended = float(fitting[0]) if fitting.size else None
+    level = int(power_level_at_or_above(book, np.array([peak_kw]))[0])
+    recommended = float(book.power_levels_kva[level]) if level < len(book.power_levels_kva) else None
     peak_s = np.array([int(reference["bucket_start"].iloc[peak])], dtype=np.int64)
     users = np.array([inputs.user_id], dtype=object)
     peak_at = format_local_iso(peak_s, inputs.calendars.zones_at(users, peak_s)).iloc[0]
