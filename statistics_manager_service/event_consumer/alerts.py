@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
@@ -40,7 +39,7 @@ from statistics_manager_service.storage.alerts import (
     lock_alert_job,
     record_checked,
 )
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
 from statistics_manager_service.storage.tables import Household
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ ALERT_BATCH_HOUSEHOLDS = 200
 MAX_DAYS_CHECKED = 7
 # The namespace of alert event ids: uuid5 of "<user>/<cause>/<date>", the same for every worker.
 ALERT_ID_NAMESPACE = uuid.UUID("4f9d6c1e-2b7a-5e1d-9c3f-8a6b0d2e7f41")
-TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 def alert_event_id(key: AlertKey) -> str:

@@ -8,14 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_producers.outbox import delete_created_before
 from statistics_manager_service.storage.alerts import prune_alerts_sent
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
 from statistics_manager_service.storage.households import prune_processed_events
 
 logger = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class Housekeeping:
         while not stop.is_set():
             try:
                 self.prune_once(stop)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:
+            except TRANSIENT_ERRORS as error:
                 logger.warning("housekeeping postponed: %s", str(error).splitlines()[0])
             except Exception:
                 logger.exception("housekeeping failed; trying again at the next round")

@@ -18,7 +18,6 @@ import time
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service.aggregation.peers import MEMBER_COLUMNS, peer_groups
@@ -29,7 +28,7 @@ from statistics_manager_service.recompute.peers import (
     household_peer_rows,
 )
 from statistics_manager_service.recompute.updater import StatisticsUpdater
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
 from statistics_manager_service.storage.peers import (
     household_batch,
     load_computed_period,
@@ -146,7 +145,7 @@ class PeerGroupJob:
             started = time.monotonic()
             try:
                 self.run_once(stop=stop, fresh_for_s=self.interval_s / 2)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:
+            except TRANSIENT_ERRORS as error:
                 logger.warning("peer groups postponed: %s", str(error).splitlines()[0])
             except Exception:
                 logger.exception("peer groups failed; trying again at the next round")

@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psycopg2
 from marshmallow import ValidationError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
@@ -41,7 +39,7 @@ from statistics_manager_service.event_consumer.message_context import handling_m
 from statistics_manager_service.models.events import MeterReadingsSchema, parse_instant
 from statistics_manager_service.models.meter_readings import ReadingColumns, plain_meter_readings
 from statistics_manager_service.storage import households as household_store
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
 from statistics_manager_service.storage.readings import READING_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -50,13 +48,6 @@ READINGS_TOPIC = "meter-readings"
 READINGS_EVENT = "MeterReadings"
 # Failing halves this small are applied message by message.
 ISOLATE_ONE_BY_ONE = 8
-TRANSIENT_ERRORS = (
-    psycopg2.OperationalError,  # raised as is by the raw COPY cursors (shutdown, deadlock, timeout)
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-)
 
 
 # The error classes of dead letters the processor decides itself (an unexpected failure of a

@@ -22,7 +22,6 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from opentelemetry.trace import SpanKind
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics, tracing
@@ -37,7 +36,7 @@ from statistics_manager_service.event_producers.outbox import (
     record_failures,
 )
 from statistics_manager_service.produce_errors import is_permanent_produce_error
-from statistics_manager_service.storage.engine import session_scope
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
 from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 sent = self.relay_once()
-            except (KafkaError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:
+            except (KafkaError, *TRANSIENT_ERRORS) as error:
                 logger.warning("outbox relay paused: %s", str(error).splitlines()[0])
                 backoff.wait()
                 continue

@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg2
 from sqlalchemy import create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +20,16 @@ from statistics_manager_service import metrics
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Errors of the database being away or overloaded, not of the work at hand: what meets one waits
+# and tries again, and never blames (dead-letters, passes over) what it was doing.
+TRANSIENT_ERRORS = (
+    psycopg2.OperationalError,  # raised as is by the raw COPY cursors (shutdown, deadlock, timeout)
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
 
 
 def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:
