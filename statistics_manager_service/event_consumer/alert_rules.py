@@ -34,15 +34,16 @@ from statistics_manager_service.aggregation.baseload import (
     BaseloadEstimate,
     estimate_baseload,
 )
-from statistics_manager_service.aggregation.buckets import compute_buckets
+from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
 from statistics_manager_service.aggregation.granularity import STORED_LEVEL
 from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.config import Settings
 from statistics_manager_service.query.bill import load_bill_inputs, price_bill
 from statistics_manager_service.query.bill_terms import BillRequest, bill_terms
-from statistics_manager_service.recompute.inputs import inside_windows, readings_with_context
+from statistics_manager_service.recompute.inputs import buckets_inside, readings_with_context
 from statistics_manager_service.recompute.views import load_household_contracts
-from statistics_manager_service.storage.alerts import AlertKey, alert_sent
+from statistics_manager_service.storage.alerts import AlertKey, sent_alerts
+from statistics_manager_service.storage.contracts import load_contract_versions
 from statistics_manager_service.storage.periods import load_periods
 from statistics_manager_service.storage.readings import load_reading_windows
 from statistics_manager_service.storage.tables import Household
@@ -204,8 +205,7 @@ def _night_buckets(session: Session, nights: Sequence[tuple[HouseholdDay, dt.dat
     readings = readings_with_context(session, households, windows)
     if readings.empty:
         return pd.DataFrame()
-    buckets = compute_buckets(readings.drop(columns=["source", "updated_at"]))
-    return inside_windows(buckets, windows, "bucket_start")
+    return buckets_inside(readings, windows)
 
 
 def detect_baseload(
@@ -268,10 +268,10 @@ def detect_voltage(
         [(day.user_id, day.household.statistics_source, *day.bounds()) for day in sourced],
         columns=["user_id", "source", "start_s", "end_s"],
     )
-    readings = load_reading_windows(session, windows)
+    by_user = dict(list(load_reading_windows(session, windows).groupby("user_id")))
     findings = []
     for day in sourced:
-        mine = readings[readings["user_id"] == day.user_id]
+        mine = by_user.get(day.user_id, pd.DataFrame({"ts": [], "voltage_v": []}))
         excursion = voltage_excursion(
             mine["ts"].to_numpy(dtype=np.int64),
             mine["voltage_v"].to_numpy(dtype=np.float64),
@@ -314,8 +314,13 @@ def detect_bill_projection(
     """A household with a bill budget whose open billing period, as projected at the end of the
     day (`/bill`'s projection, expected total after taxes), costs more than the budget. Found on
     the first such day of a period, it is keyed by the period's first day: one alert per period."""
+    # Most households never state a budget: one read of all the versions leaves them out.
+    stated = load_contract_versions(session, [day.user_id for day in days])
+    budgeted = set(stated.loc[stated["bill_budget_eur"] > CLEARED_BUDGET_EUR, "user_id"])
+    with_budget = [day for day in days if day.user_id in budgeted]
+    sent = set(sent_alerts(session, [day.user_id for day in with_budget]))
     findings = []
-    for day in days:
+    for day in with_budget:
         _, end_s = day.bounds()
         # The day's last second: the period holding the day (on a period's last day, that period
         # with its remaining time nil, not the next one).
@@ -323,10 +328,8 @@ def detect_bill_projection(
         request = BillRequest(day.user_id, None, None, None, None)
         known = load_household_contracts(session, settings.default_timezone, day.user_id)
         terms = bill_terms(known, request, now)
-        if terms.budget_eur is None or alert_sent(
-            session, AlertKey(day.user_id, "bill_projection", terms.first)
-        ):
-            continue  # no budget, or this period's alert is out already: no bill to price
+        if terms.budget_eur is None or AlertKey(day.user_id, "bill_projection", terms.first) in sent:
+            continue  # no budget in force, or this period's alert is out already: no bill to price
         span, inputs = load_bill_inputs(session, request, settings.default_timezone, now, known)
         bill = price_bill(span, inputs, request, book)
         projection = bill["projection"]

@@ -141,12 +141,6 @@ def sent_alerts(session: Session, user_ids: Sequence[str]) -> list[AlertKey]:
     return [AlertKey(str(user_id), str(cause), day) for user_id, cause, day in session.execute(statement)]
 
 
-def alert_sent(session: Session, key: AlertKey) -> bool:
-    """Whether the alert of `key` has been recorded."""
-    found = session.get(AlertSent, (key.user_id, key.cause, key.day))
-    return found is not None
-
-
 def prune_alerts_sent(session: Session, created_before_s: int, limit: int) -> int:
     """Forget up to `limit` of the oldest alerts recorded before `created_before_s`; return how many."""
     return delete_oldest(session, AlertSent.event_id, AlertSent.created_at, created_before_s, limit)
