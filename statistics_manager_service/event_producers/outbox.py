@@ -105,6 +105,7 @@ def pending_event_id(
             OutboxEvent.aggregateid == aggregate_id,
             OutboxEvent.type == event_type,
             OutboxEvent.payload == encode_payload(payload),
+            OutboxEvent.status == OUTBOX_PENDING,  # a failed one will never go out: queue anew
         )
         .limit(1)
     ).scalar_one_or_none()

@@ -87,6 +87,22 @@ def test_a_request_equal_to_a_pending_one_is_the_same_event(
     assert len(_queued_requests(household)) == 1
 
 
+def test_a_request_equal_to_one_the_relay_gave_up_on_is_queued_anew(
+    client: Any, household: ServiceContext, auth_headers: Headers
+) -> None:
+    url = f"{REAL_DATA}?user_id={HOME}&start_datetime=2000-01-01T00:00:00Z"
+    first = client.post(url, headers=auth_headers(user_id=HOME))
+    with household.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE events SET status = 'failed', failed_reason = 'too large'"))
+    second = client.post(url, headers=auth_headers(user_id=HOME))
+    assert first.status_code == second.status_code == 200
+    assert first.json()["event_id"] != second.json()["event_id"]
+    assert [event_id for event_id, _ in _queued_requests(household)] == [
+        first.json()["event_id"],
+        second.json()["event_id"],
+    ]
+
+
 def test_a_caller_past_its_burst_gets_429_with_retry_after(
     household: ServiceContext, auth_headers: Headers
 ) -> None:
