@@ -42,6 +42,13 @@ def queue_event(
     answered with that event instead of queuing a second one.
     """
     _require_household(session, user_id)
+    return _queue_checked(session, event_type, user_id, payload, coalesce)
+
+
+def _queue_checked(
+    session: Session, event_type: str, user_id: str, payload: dict[str, Any], coalesce: bool
+) -> dict[str, str]:
+    """`queue_event` for a household the caller has found to exist."""
     body = {"user_id": user_id, **payload}
     event_id = pending_event_id(session, event_type, user_id, body) if coalesce else None
     if event_id is None:
@@ -70,7 +77,7 @@ def queue_real_data_request(
         )
     clipped_start = dt.datetime.fromtimestamp(max(start_s, first_s), dt.UTC)
     clipped_end = dt.datetime.fromtimestamp(min(end_s, last_s), dt.UTC)
-    return queue_event(
+    return _queue_checked(
         session, REAL_DATA_EVENT, user_id, real_data_payload(clipped_start, clipped_end), coalesce
     )
 
@@ -120,7 +127,7 @@ def queue_forecast(
     forecast = baseline_forecast(session, baseline_from, user_id, day)
     if forecast.history_weeks == 0:
         raise NoForecastHistory(user_id, day.isoformat(), f"{day:%A}", BASELINE_WEEKS)
-    return queue_event(session, FORECAST_EVENT, user_id, baseline_payload(forecast), coalesce)
+    return _queue_checked(session, FORECAST_EVENT, user_id, baseline_payload(forecast), coalesce)
 
 
 def real_data_payload(start: dt.datetime, end: dt.datetime | None) -> dict[str, Any]:
