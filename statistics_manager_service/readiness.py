@@ -8,7 +8,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from statistics_manager_service.consumer_state import now_s
+from statistics_manager_service.consumer_state import ConsumerState, now_s
 from statistics_manager_service.context import BrokerCheck
 from statistics_manager_service.storage import migrate
 from statistics_manager_service.storage.engine import ping
@@ -16,6 +16,7 @@ from statistics_manager_service.storage.engine import ping
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from statistics_manager_service.config import Settings
     from statistics_manager_service.context import ServiceContext
 
 logger = logging.getLogger(__name__)
@@ -76,15 +77,14 @@ def _schema_check(engine: Engine) -> tuple[str, str | None]:
     return ("ok" if state == "current" else state), None
 
 
-def _consumer_check(context: ServiceContext) -> tuple[str, str | None]:
+def _consumer_check(reported: ConsumerState | None, settings: Settings) -> tuple[str, str | None]:
     """The pod's consumer as it last reported itself, and why it keeps the pod from being ready."""
-    reported = context.consumer_state.read()
     if reported is None:
         return "starting", "the event consumer has not reported yet"
     if reported.state != "running":
         cause = f": {reported.cause} unavailable" if reported.state == "paused" and reported.cause else ""
         return reported.state, f"the event consumer is {reported.state}{cause}"
-    stall_after_s = context.settings.kafka_max_poll_interval_ms / 1000
+    stall_after_s = settings.kafka_max_poll_interval_ms / 1000
     now = now_s()
     if now - reported.heartbeat_s > stall_after_s:
         return "stalled", f"the event consumer has not reported for {now - reported.heartbeat_s:.0f} s"
@@ -135,8 +135,8 @@ def check_readiness(context: ServiceContext) -> ReadinessReport:
         context.broker_check = cached
         if cached.error:
             logger.warning("not ready: %s", cached.error)
-    consumer, consumer_error = _consumer_check(context)
-    reported = context.consumer_state.read()
+    reported = context.consumer_state.read()  # once: both checks judge the same report
+    consumer, consumer_error = _consumer_check(reported, settings)
     broker_down = cached.error is not None or (
         reported is not None and reported.state == "paused" and reported.cause == "broker"
     )
