@@ -116,9 +116,6 @@ def _utc_text(epoch_s: int) -> str:
     return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-# The days an ecosignal answer may cover: the UTC day (as the FlexiHome service answered) or the
-# grid zone's local day.
-DAY_BOUNDARIES = ("utc", "local")
 # `quality` of an ecosignal item: the day's own value, a value of another day shifted onto the
 # requested day (the day is not published yet), or the nearest value of the answer (a hole).
 QUALITY_OWN, QUALITY_SHIFTED, QUALITY_FILLED = 0, 1, 2
@@ -126,9 +123,15 @@ _FINE_STEP_S = 900
 _HOURLY_STEP_S = 3600
 
 
+def _day_clock(zone: str, default_timezone: str, boundary: str) -> dt.tzinfo:
+    """The clock an ecosignal day is read on: UTC (as the FlexiHome service answered), or the grid
+    zone's local time (`boundary` "local")."""
+    return ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone)) if boundary == "local" else dt.UTC
+
+
 def ecosignal_day_range(day: dt.date, zone: str, default_timezone: str, boundary: str) -> tuple[int, int]:
     """Return the [start, end) epoch seconds of `day` in UTC or in the zone's local calendar."""
-    tz: dt.tzinfo = dt.UTC if boundary == "utc" else ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone))
+    tz = _day_clock(zone, default_timezone, boundary)
     start = dt.datetime.combine(day, dt.time(), tz)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
     return int(start.timestamp()), int(end.timestamp())
@@ -183,16 +186,18 @@ def load_ecosignal(
     other = own.iloc[0:0]
     source_start = start_s
     slots = _slots(start_s, end_s, _step_of(own))
-    if own.empty or (covering_values(own, slots)["ts"].to_numpy() < 0).any():
+    chosen = covering_values(own, slots)
+    if (chosen["ts"].to_numpy() < 0).any():
         nearest = nearest_intensity_day(session, zone, start_s, end_s)
         if nearest is not None:
-            tz = ZoneInfo(ZONE_TIMEZONES.get(zone, default_timezone)) if boundary == "local" else dt.UTC
-            source_day = dt.datetime.fromtimestamp(nearest, tz).date()
+            source_day = dt.datetime.fromtimestamp(
+                nearest, _day_clock(zone, default_timezone, boundary)
+            ).date()
             source_start, source_end = ecosignal_day_range(source_day, zone, default_timezone, boundary)
             other = load_intensity_with_updates(session, zone, source_start - MAX_RESOLUTION_S, source_end)
             if own.empty:
                 slots = _slots(start_s, end_s, _step_of(other))
-    chosen = covering_values(own, slots)
+                chosen = covering_values(own, slots)
     quality = np.where(chosen["ts"].to_numpy() >= 0, QUALITY_OWN, -1)
     missing = np.flatnonzero(quality < 0)
     if missing.size and not other.empty:
