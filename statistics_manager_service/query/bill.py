@@ -27,7 +27,7 @@ from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
 from statistics_manager_service.query.bill_terms import BillRequest, BillTerms, bill_terms
-from statistics_manager_service.query.params import EARLIEST, LATEST
+from statistics_manager_service.query.params import parse_month
 from statistics_manager_service.recompute.views import (
     HouseholdContracts,
     QuarterHourInputs,
@@ -53,13 +53,7 @@ def bill_request(
     """Validate the period (`YYYY-MM`; none: the current period); None terms come from the contract."""
     if period is None:
         return BillRequest(user_id, None, None, billing_day, large_family)
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        dt.date(year, month, billing_day or 1)
-    except ValueError:
-        raise BadRequest(f"period must be a month as YYYY-MM, e.g. 2026-02: {period!r}") from None
-    if not EARLIEST.year <= year < LATEST.year:
-        raise BadRequest(f"period must lie between {EARLIEST.year}-01 and {LATEST.year - 1}-12: {period!r}")
+    year, month = parse_month(period)
     return BillRequest(user_id, year, month, billing_day, large_family)
 
 

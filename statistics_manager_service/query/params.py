@@ -55,6 +55,33 @@ def parse_day(value: str, name: str) -> dt.date:
     return day
 
 
+def parse_range(
+    start_date: str, end_date: str | None, default_end: dt.datetime, max_days: int | None = None
+) -> tuple[int, int]:
+    """Validate a [start_date, end_date) range (no end: `default_end`), at most `max_days` long;
+    return it in epoch seconds."""
+    start = parse_instant(start_date, "start_date")
+    end = parse_instant(end_date, "end_date") if end_date else default_end
+    if start >= end:
+        raise BadRequest("start_date must be before end_date")
+    if max_days is not None and end - start > dt.timedelta(days=max_days):
+        raise BadRequest(f"start_date and end_date must be at most {max_days} days apart; narrow the range")
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def parse_month(value: str, name: str = "period") -> tuple[int, int]:
+    """Validate a `YYYY-MM` month of the accepted years; return (year, month)."""
+    try:
+        year_text, month_text = value.split("-")
+        year, month = int(year_text), int(month_text)
+        dt.date(year, month, 1)
+    except ValueError:
+        raise BadRequest(f"{name} must be a month as YYYY-MM, e.g. 2026-11: {value!r}") from None
+    if not EARLIEST.year <= year < LATEST.year:
+        raise BadRequest(f"{name} must lie between {EARLIEST.year}-01 and {LATEST.year - 1}-12: {value!r}")
+    return year, month
+
+
 @dataclasses.dataclass(frozen=True)
 class SeriesRequest:
     """A historic-series request: who, which buckets, over which range."""
@@ -91,11 +118,7 @@ def series_request(
         raise BadRequest("user_ids must name at least one user")
     if group_by not in LEVEL:
         raise BadRequest(f"group_by must be one of {', '.join(LEVEL)}")
-    start = parse_instant(start_date, "start_date")
-    end = parse_instant(end_date, "end_date") if end_date else (now or dt.datetime.now(dt.UTC))
-    if start >= end:
-        raise BadRequest("start_date must be before end_date")
-    start_s, end_s = int(start.timestamp()), int(end.timestamp())
+    start_s, end_s = parse_range(start_date, end_date, now or dt.datetime.now(dt.UTC))
     nominal_s = LEVEL[group_by].nominal_s
     estimate = len(unique_ids) * (-(-(end_s - start_s) // nominal_s) + 1)
     if estimate > MAX_BUCKETS:

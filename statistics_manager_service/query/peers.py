@@ -14,12 +14,12 @@ from statistics_manager_service.aggregation.peers import (
     percentile_rank,
 )
 from statistics_manager_service.exception_handling_utils.errors import (
-    BadRequest,
     Conflict,
     NotFound,
     UserNotFound,
 )
-from statistics_manager_service.recompute.peers import ComparedDays, household_peer_rows, month_of
+from statistics_manager_service.query.params import parse_month
+from statistics_manager_service.recompute.peers import ComparedDays, household_peer_rows
 from statistics_manager_service.recompute.updater import StatisticsUpdater
 from statistics_manager_service.storage.peers import (
     StoredGroup,
@@ -47,12 +47,7 @@ def peer_period(period: str | None) -> str | None:
     """Validate a `YYYY-MM` period (None: the newest month with computed groups)."""
     if period is None:
         return None
-    try:
-        year, _ = month_of(period)
-    except ValueError:
-        raise BadRequest(f"period must be a month as YYYY-MM, e.g. 2026-11: {period!r}") from None
-    if not 2000 <= year < 2100:
-        raise BadRequest(f"period must lie between 2000-01 and 2099-12: {period!r}")
+    parse_month(period)
     return period
 
 

@@ -16,8 +16,8 @@ from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, S
 from statistics_manager_service.aggregation.localtime import format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.aggregation.tariffs import power_level_at_or_above
-from statistics_manager_service.exception_handling_utils.errors import BadRequest, UserNotFound
-from statistics_manager_service.query.params import parse_instant
+from statistics_manager_service.exception_handling_utils.errors import UserNotFound
+from statistics_manager_service.query.params import parse_range
 from statistics_manager_service.recompute.views import (
     QuarterHourInputs,
     load_quarter_hour_inputs,
@@ -33,19 +33,10 @@ def comparison_range(start_date: str, end_date: str | None, now: dt.datetime) ->
     """Validate the range: start before end, at most MAX_RANGE_DAYS days. Without an end, the range
     ends with the quarter hour in progress (its buckets so far are all there is of it), so every
     request of one quarter hour asks for the same range."""
-    start = parse_instant(start_date, "start_date")
-    if end_date:
-        end = parse_instant(end_date, "end_date")
-    else:
-        quarters = -(-int(now.timestamp()) // BUCKET_SECONDS)
-        end = dt.datetime.fromtimestamp(quarters * BUCKET_SECONDS, dt.UTC)
-    if start >= end:
-        raise BadRequest("start_date must be before end_date")
-    if end - start > dt.timedelta(days=MAX_RANGE_DAYS):
-        raise BadRequest(
-            f"start_date to end_date spans more than {MAX_RANGE_DAYS} days; compare a shorter range"
-        )
-    return int(start.timestamp()), int(end.timestamp())
+    quarter_end = dt.datetime.fromtimestamp(
+        -(-int(now.timestamp()) // BUCKET_SECONDS) * BUCKET_SECONDS, dt.UTC
+    )
+    return parse_range(start_date, end_date, quarter_end, MAX_RANGE_DAYS)
 
 
 def _sums(frame: pd.DataFrame) -> dict[str, float]:
