@@ -24,7 +24,13 @@ import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, composite_keys
 from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY, SECONDS_PER_HOUR
-from statistics_manager_service.aggregation.localtime import localize_wall_seconds, wall_seconds, zone_groups
+from statistics_manager_service.aggregation.localtime import (
+    day_starts_s,
+    local_days_and_minutes,
+    localize_wall_seconds,
+    wall_seconds,
+    wall_seconds_in,
+)
 from statistics_manager_service.aggregation.rollup import Granularity, next_start_days, start_days
 
 # What a contract version holds besides its household and effective instant.
@@ -157,12 +163,9 @@ class Calendars:
     def local_days_and_minutes(self, users: ObjectArray, instants_s: IntArray) -> tuple[IntArray, IntArray]:
         """Return each instant's local day number and minute of the day on its zone's clock."""
         at = self._segments_at(users, instants_s)
-        zones = self.segments["timezone"].to_numpy(dtype=object)[at]
-        wall = np.empty(instants_s.size, dtype=np.int64)
-        for zone, positions in zone_groups(zones):
-            wall[positions] = wall_seconds(instants_s[positions], zone)
-        days = wall // SECONDS_PER_DAY
-        minutes = (wall - days * SECONDS_PER_DAY) // 60
+        days, minutes = local_days_and_minutes(
+            instants_s, self.segments["timezone"].to_numpy(dtype=object)[at]
+        )
         # The transition day runs on past its old zone's midnight until the new zone's.
         return np.minimum(days, self.segments["last_day"].to_numpy(dtype=np.int64)[at]), minutes
 
@@ -183,20 +186,12 @@ class Calendars:
         at = np.searchsorted(
             composite_keys(segment_codes, last_days, low), composite_keys(codes, days, low), side="left"
         )
-        zones = self.segments["timezone"].to_numpy(dtype=object)[at]
-        out = np.empty(days.size, dtype=np.int64)
-        for zone, positions in zone_groups(zones):
-            unique_days, inverse = np.unique(days[positions], return_inverse=True)
-            out[positions] = localize_wall_seconds(unique_days * SECONDS_PER_DAY, zone)[inverse]
-        return out
+        return day_starts_s(days, self.segments["timezone"].to_numpy(dtype=object)[at])
 
     def period_starts(self, users: ObjectArray, instants_s: IntArray, granularity: Granularity) -> IntArray:
         """Return the start of the local period holding each (user, instant)."""
         if granularity == "hour":
-            zones = self.zones_at(users, instants_s)
-            wall = np.empty(instants_s.size, dtype=np.int64)
-            for zone, positions in zone_groups(zones):
-                wall[positions] = wall_seconds(instants_s[positions], zone)
+            wall = wall_seconds_in(instants_s, self.zones_at(users, instants_s))
             # The instant's own offset keeps the two 01:00 hours of a DST-end day apart.
             return wall // SECONDS_PER_HOUR * SECONDS_PER_HOUR - (wall - instants_s)
         days, _ = self.local_days_and_minutes(users, instants_s)

@@ -45,11 +45,17 @@ def zone_groups(zones: ObjectArray) -> Iterator[tuple[str, IntArray]]:
     return label_groups(zones, "timezone")
 
 
-def local_days_and_minutes(instants_s: IntArray, zones: ObjectArray) -> tuple[IntArray, IntArray]:
-    """Return each instant's local day number (days since 1970-01-01) and minute of day."""
+def wall_seconds_in(instants_s: IntArray, zones: ObjectArray) -> IntArray:
+    """Return each instant's local wall-clock seconds on its own zone's clock (one zone per instant)."""
     wall = np.empty(instants_s.size, dtype=np.int64)
     for zone, positions in zone_groups(zones):
         wall[positions] = wall_seconds(instants_s[positions], zone)
+    return wall
+
+
+def local_days_and_minutes(instants_s: IntArray, zones: ObjectArray) -> tuple[IntArray, IntArray]:
+    """Return each instant's local day number (days since 1970-01-01) and minute of day."""
+    wall = wall_seconds_in(instants_s, zones)
     days = wall // SECONDS_PER_DAY
     return days, (wall - days * SECONDS_PER_DAY) // 60
 
@@ -75,9 +81,7 @@ def format_local_iso(instants_s: pd.Series | IntArray, timezones: str | pd.Serie
         zones = np.asarray(timezones, dtype=object)
     if zones.size != seconds.size:
         raise ValueError("timezones: need one time zone or one per instant")
-    wall = np.empty(seconds.size, dtype=np.int64)
-    for zone, positions in zone_groups(zones):
-        wall[positions] = wall_seconds(seconds[positions], zone)
+    wall = wall_seconds_in(seconds, zones)
     offsets_s = wall - seconds
     unique_offsets, inverse = np.unique(offsets_s, return_inverse=True)
     suffixes = np.array([_offset_text(int(offset)) for offset in unique_offsets], dtype=str)
