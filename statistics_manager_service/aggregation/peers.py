@@ -5,8 +5,8 @@ a household's value placed on its group's percentiles. Only groups of at least `
 households get percentiles. The kept percentiles 1 to 99 place a household among its peers; the
 figures a household is shown about its peers (the median and the 20th percentile) are
 `published_percentile`s, each a blend of at least three households' consumption, so that none is
-one household's own value (an interpolated percentile is exactly one household's value whenever
-its position falls on a rank, e.g. the median of an odd group).
+read off one household alone (an interpolated percentile is exactly one household's value
+whenever its position falls on a rank, e.g. the median of an odd group).
 """
 
 from __future__ import annotations

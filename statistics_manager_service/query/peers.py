@@ -37,7 +37,7 @@ PEER_METHOD = (
     " between households' consumption (0 below the 1st, 100 above the 99th); `median_kwh` and"
     " `efficient_kwh` (the 20th percentile) are each the mean of the interpolated consumption at their"
     " rank and one household's place either side of it, so that each blends at least three households"
-    f" and none is one household's own consumption; all rounded to {PERCENTILE_RESOLUTION_KWH} kWh."
+    f" and none is read off one household alone; all rounded to {PERCENTILE_RESOLUTION_KWH} kWh."
     " An open month is compared to date: the same days, from the"
     " 1st to the day before the groups were computed, for every household"
 )
