@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,3 +108,10 @@ def label_groups(labels: ObjectArray, what: str) -> Iterator[tuple[str, IntArray
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     for index, label in enumerate(uniques):
         yield str(label), order[bounds[index] : bounds[index + 1]].astype(np.int64)
+
+
+def check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Fail naming the columns a frame crossing into the engine lacks."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from statistics_manager_service.aggregation.arrays import IntArray
+from statistics_manager_service.aggregation.arrays import IntArray, check_columns
 from statistics_manager_service.aggregation.contracts import Calendars, contracts_at
 from statistics_manager_service.aggregation.tariff_book import TariffBook, TaxRules
 from statistics_manager_service.aggregation.tariffs import contracted_kva, daily_power_charge_eur
@@ -88,13 +87,6 @@ class Bill:
     export_revenue_eur: float
     amount_due_eur: float
     reduced_vat_kwh: float
-
-
-def check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    """Fail naming the columns a frame crossing into this module lacks."""
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
 
 
 def energy_by_period(buckets: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray
+from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, check_columns
 from statistics_manager_service.aggregation.bill import Projection
 from statistics_manager_service.aggregation.contracts import in_force
 
@@ -53,9 +53,7 @@ NO_TERMS = BillingTerms(None, None, None)
 def resolve_billing_terms(stated: pd.DataFrame) -> pd.DataFrame:
     """Sort versions (BILLING_COLUMNS) by household and instant; fill each term a version does not
     state with the one in force before it (still missing before any version states it)."""
-    missing = [name for name in BILLING_COLUMNS if name not in stated.columns]
-    if missing:
-        raise ValueError(f"billing terms: missing column(s) {', '.join(missing)}")
+    check_columns(stated, BILLING_COLUMNS, "billing terms")
     frame = stated[list(BILLING_COLUMNS)].sort_values(["user_id", "effective_s"], kind="stable")
     frame = frame.reset_index(drop=True)
     filled = frame.groupby("user_id", sort=False)[list(BILLING_FIELDS)].ffill()

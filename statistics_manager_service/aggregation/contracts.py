@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, composite_keys
+from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, check_columns, composite_keys
 from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from statistics_manager_service.aggregation.localtime import (
     day_starts_s,
@@ -45,9 +45,7 @@ _LAST_DAY = np.iinfo(np.int64).max
 def resolve_versions(stated: pd.DataFrame, defaults: Mapping[str, Any]) -> pd.DataFrame:
     """Sort versions by household and effective instant; fill each field a version does not state
     with the value in force before it, and with `defaults` before any version states it."""
-    missing = [name for name in VERSION_COLUMNS if name not in stated.columns]
-    if missing:
-        raise ValueError(f"versions: missing column(s) {', '.join(missing)}")
+    check_columns(stated, VERSION_COLUMNS, "versions")
     frame = stated.sort_values(["user_id", "effective_s"], kind="stable").reset_index(drop=True)
     filled = frame.groupby("user_id", sort=False)[list(CONTRACT_FIELDS)].ffill()
     for name in CONTRACT_FIELDS:

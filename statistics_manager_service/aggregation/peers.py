@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from statistics_manager_service.aggregation.arrays import FloatArray, ObjectArray
+from statistics_manager_service.aggregation.arrays import FloatArray, ObjectArray, check_columns
 
 # A comparison needs this many comparable households.
 MIN_PEERS = 10
@@ -97,9 +97,7 @@ def published_percentile(consumption_kwh: FloatArray, rank: int) -> float:
 def peer_groups(members: pd.DataFrame) -> list[PeerGroup]:
     """Count the households of each group (`MEMBER_COLUMNS`, one row per household that counts)
     and give the groups of at least `MIN_PEERS` their percentiles, in key order."""
-    missing = [name for name in MEMBER_COLUMNS if name not in members.columns]
-    if missing:
-        raise ValueError(f"members: missing column(s) {', '.join(missing)}")
+    check_columns(members, MEMBER_COLUMNS, "members")
     groups = []
     for key, rows in members.groupby(list(GROUP_COLUMNS), sort=True):
         zone, tariff_type, band, pv = key

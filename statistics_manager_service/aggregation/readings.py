@@ -12,6 +12,7 @@ from statistics_manager_service.aggregation.arrays import (
     FloatArray,
     IntArray,
     ObjectArray,
+    check_columns,
     composite_keys,
     factorize_labels,
     group_bounds,
@@ -69,9 +70,7 @@ class PreparedReadings:
 
 def prepare_readings(readings: pd.DataFrame) -> PreparedReadings:
     """Sort readings by (user, ts) and merge duplicates by taking each field's max."""
-    missing = [name for name in REQUIRED_COLUMNS if name not in readings.columns]
-    if missing:
-        raise ValueError(f"readings: missing column(s) {', '.join(missing)}")
+    check_columns(readings, REQUIRED_COLUMNS, "readings")
     if not pd.api.types.is_integer_dtype(readings["ts"]):
         raise ValueError(f"ts: expected int64 epoch seconds, got {readings['ts'].dtype}")
     codes, user_ids = factorize_labels(readings["user_id"])

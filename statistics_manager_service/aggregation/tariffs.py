@@ -14,6 +14,7 @@ from statistics_manager_service.aggregation.arrays import (
     FloatArray,
     IntArray,
     ObjectArray,
+    check_columns,
     factorize_labels,
     label_groups,
 )
@@ -70,9 +71,7 @@ def _contracts_for(
 ) -> pd.DataFrame:
     """Return the contract in force for each bucket: a household's row, or, where the frame has
     `effective_s`, its version in force at the bucket's start."""
-    missing = [name for name in _HOUSEHOLD_COLUMNS if name not in households.columns]
-    if missing:
-        raise ValueError(f"households: missing column(s) {', '.join(missing)}")
+    check_columns(households, _HOUSEHOLD_COLUMNS, "households")
     absent = users[~pd.Index(users, dtype=object).isin(households["user_id"])]
     if absent.size:
         raise ValueError(f"households: no household for user(s) {', '.join(map(str, absent[:5]))}")
