@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, check_columns
-from statistics_manager_service.aggregation.bill import Projection
 from statistics_manager_service.aggregation.contracts import in_force
 
 # The billing terms a contract version may state (NULL / NaN: not stated).
@@ -119,9 +118,3 @@ def over_budget(after_taxes_eur: float, budget_eur: float | None) -> bool | None
     if budget_eur is None:
         return None
     return after_taxes_eur > budget_eur
-
-
-def projection_over_budget(projection: Projection, budget_eur: float | None) -> bool | None:
-    """Whether a period's projected total after taxes (expected) is above the household's budget;
-    None without a budget."""
-    return over_budget(projection.expected.after_taxes_eur, budget_eur)

@@ -17,9 +17,7 @@ from statistics_manager_service.aggregation.contracts import BEGINNING_S
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.recompute.views import load_household_contracts
-
-# The source given to the version of a household that no account event dated.
-INITIAL_SOURCE = "initial"
+from statistics_manager_service.storage.contracts import INITIAL_SOURCE
 
 
 def _iso(epoch_s: int) -> str | None:

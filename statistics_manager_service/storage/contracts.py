@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service.storage.tables import ContractVersion
 
-# How a version's effective instant was found, from the most to the least explicit.
-EFFECTIVE_SOURCES = ("effective_from", "modified_timestamp", "event_time", "initial")
+# How a version's effective instant was found, from the most to the least explicit:
+# "effective_from", "modified_timestamp", "event_time", or this for a household's first version,
+# which no account event dated.
+INITIAL_SOURCE = "initial"
 STORED_VERSION_COLUMNS = (
     "user_id",
     "effective_s",

@@ -46,8 +46,3 @@ def claim_pending(session: Session) -> PendingRecompute | None:
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
     return session.scalars(statement).first()
-
-
-def pending_count(session: Session) -> int:
-    """Count the pending windows."""
-    return int(session.execute(sa.select(sa.func.count()).select_from(PendingRecompute)).scalar_one())

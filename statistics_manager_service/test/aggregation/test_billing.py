@@ -18,7 +18,6 @@ from statistics_manager_service.aggregation.billing import (
     billing_terms_at,
     month_after,
     over_budget,
-    projection_over_budget,
     resolve_billing_terms,
 )
 
@@ -81,8 +80,9 @@ def _bill(after_taxes_eur: float) -> Bill:
 
 def test_a_projection_is_over_budget_only_above_it() -> None:
     projection = Projection(10.0, _bill(60.0), _bill(50.0), _bill(75.0), 0.0, 0.0, 0.0)
-    assert projection_over_budget(projection, 59.99) is True
-    assert projection_over_budget(projection, 60.0) is False  # the expected total, not the high end
-    assert projection_over_budget(projection, 70.0) is False
-    assert projection_over_budget(projection, None) is None
+    expected = projection.expected.after_taxes_eur  # what /bill and the alert compare
+    assert over_budget(expected, 59.99) is True
+    assert over_budget(expected, 60.0) is False  # the expected total, not the high end
+    assert over_budget(expected, 70.0) is False
+    assert over_budget(expected, None) is None
     assert over_budget(0.01, 0.0) is True
