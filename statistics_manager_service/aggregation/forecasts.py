@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import FloatArray, IntArray
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
-from statistics_manager_service.aggregation.localtime import wall_seconds
+from statistics_manager_service.aggregation.localtime import local_day_bounds, wall_seconds
 
 # The origin of a stored forecast curve: a forecast service (fetched, or published with its values),
 # the built-in weekday baseline, or the made-up curve of the mock producer.
@@ -39,14 +38,6 @@ class BaselineForecast:
     starts_s: IntArray
     energies_kwh: FloatArray
     history_weeks: int  # how many of the previous same weekdays had any consumption
-
-
-def local_day_bounds(day: dt.date, tz: str) -> tuple[int, int]:
-    """Return the instants a local day starts and ends."""
-    zone = ZoneInfo(tz)
-    start = dt.datetime.combine(day, dt.time(), zone)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-    return int(start.timestamp()), int(end.timestamp())
 
 
 def history_days(day: dt.date, weeks: int = BASELINE_WEEKS) -> list[dt.date]:

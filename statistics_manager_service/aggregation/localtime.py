@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,14 @@ _EPOCH_WEEKDAY = 3
 def first_of_next_month(day: dt.date) -> dt.date:
     """Return the first day of the month after `day`'s."""
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def local_day_bounds(day: dt.date, tz: str) -> tuple[int, int]:
+    """Return the instants a local day starts and ends."""
+    zone = ZoneInfo(tz)
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return int(start.timestamp()), int(end.timestamp())
 
 
 def wall_seconds(instants_s: IntArray, tz: str) -> IntArray:

@@ -35,7 +35,9 @@ from statistics_manager_service.aggregation.baseload import (
     estimate_baseload,
 )
 from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
+from statistics_manager_service.aggregation.forecasts import history_days
 from statistics_manager_service.aggregation.granularity import STORED_LEVEL
+from statistics_manager_service.aggregation.localtime import local_day_bounds
 from statistics_manager_service.aggregation.tariff_book import TariffBook
 from statistics_manager_service.config import Settings
 from statistics_manager_service.query.bill import load_bill_inputs, price_bill
@@ -51,7 +53,6 @@ from statistics_manager_service.storage.tables import Household
 CONSUMPTION_ANOMALY = "ConsumptionAnomalyDetected"
 VOLTAGE_OUT_OF_RANGE = "VoltageOutOfRange"
 BILL_PROJECTION_EXCEEDED = "BillProjectionExceeded"
-DAYS_PER_WEEK = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,14 +71,12 @@ class HouseholdDay:
     def bounds(self, day: dt.date | None = None, end_wall_s: int | None = None) -> tuple[int, int]:
         """Start and end (epoch s) of `day` (this day by default) in the household's time zone;
         with `end_wall_s`, the end is that many wall-clock seconds after its midnight instead."""
-        zone = ZoneInfo(self.timezone)
         day = day or self.day
-        start = dt.datetime.combine(day, dt.time(), zone)
         if end_wall_s is None:
-            end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-        else:
-            end = start.replace(tzinfo=None) + dt.timedelta(seconds=end_wall_s)
-            end = end.replace(tzinfo=zone)
+            return local_day_bounds(day, self.timezone)
+        zone = ZoneInfo(self.timezone)
+        start = dt.datetime.combine(day, dt.time(), zone)
+        end = (start.replace(tzinfo=None) + dt.timedelta(seconds=end_wall_s)).replace(tzinfo=zone)
         return int(start.timestamp()), int(end.timestamp())
 
     def iso(self, epoch_s: int) -> str:
@@ -97,7 +96,7 @@ class HouseholdDay:
 
     def baseline_days(self, weeks: int) -> list[dt.date]:
         """The same weekday in each of the `weeks` weeks before, oldest first."""
-        return [self.day - dt.timedelta(days=DAYS_PER_WEEK * k) for k in range(weeks, 0, -1)]
+        return history_days(self.day, weeks)
 
 
 @dataclasses.dataclass(frozen=True)

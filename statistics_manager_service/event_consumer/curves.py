@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from statistics_manager_service.aggregation.localtime import local_day_bounds
+
 logger = logging.getLogger(__name__)
 
 # A typical household's share of daily consumption per hour (sums to 1): night low, morning and
@@ -69,13 +71,10 @@ class FetchedForecast:
     rejected: str | None = None
 
 
-def local_day_bounds(instant: dt.datetime, tz: str) -> tuple[int, int, dt.date]:
+def local_day_holding(instant: dt.datetime, tz: str) -> tuple[int, int, dt.date]:
     """Return the epoch bounds of the local day containing `instant`, and that day."""
-    zone = ZoneInfo(tz)
-    day = instant.astimezone(zone).date()
-    start = dt.datetime.combine(day, dt.time(), zone)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-    return int(start.timestamp()), int(end.timestamp()), day
+    day = instant.astimezone(ZoneInfo(tz)).date()
+    return (*local_day_bounds(day, tz), day)
 
 
 def mock_curves(

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
+from statistics_manager_service.aggregation.localtime import local_day_bounds
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.alert_rules import ALERT_EVENT_TYPES
-from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_bounds, mock_curves
+from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_holding, mock_curves
 from statistics_manager_service.event_consumer.envelope import PoisonMessage
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events
 from statistics_manager_service.models import events as schemas
@@ -319,7 +320,7 @@ def handle_mock_curve(
     """Store a deterministic mock forecast and real curve for the household's local day."""
     data = load_payload(schemas.MockCurveSchema(), payload)
     tz = _household_timezone(session, data["user_id"], services)
-    start_s, end_s, _ = local_day_bounds(data["start_date"], tz)
+    start_s, end_s, _ = local_day_holding(data["start_date"], tz)
     interval_s = int(data["delivery_time"]) * 60
     starts, forecast, real = mock_curves(data["user_id"], start_s, end_s, interval_s, tz)
     upsert_curve(session, data["user_id"], "forecast", starts, forecast, interval_s, origin="mock")
@@ -347,7 +348,7 @@ def handle_forecast(session: Session, payload: dict[str, Any], services: Service
             raise PoisonMessage(event.forecast.rejected)
         origin = "external"
         values = [{"timestamp": instant, "energy_kwh": energy} for instant, energy in event.forecast.values]
-    start_s, end_s, _ = local_day_bounds(dt.datetime.combine(data["forecast_day"], dt.time(12), dt.UTC), tz)
+    start_s, end_s = local_day_bounds(data["forecast_day"], tz)
     starts = [int(v["timestamp"].timestamp()) for v in values]
     inside = [
         (s, float(v["energy_kwh"])) for s, v in zip(starts, values, strict=True) if start_s <= s < end_s

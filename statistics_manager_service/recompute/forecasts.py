@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 from statistics_manager_service.aggregation.forecasts import (
     BaselineForecast,
     history_days,
-    local_day_bounds,
     weekday_baseline,
 )
 from statistics_manager_service.aggregation.granularity import LEVELS
+from statistics_manager_service.aggregation.localtime import local_day_bounds
 from statistics_manager_service.recompute.updater import StatisticsUpdater
 from statistics_manager_service.storage.tables import Household
 

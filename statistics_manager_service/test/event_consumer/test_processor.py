@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -15,12 +16,13 @@ from statistics_manager_service.event_consumer import handlers
 from statistics_manager_service.event_consumer.handlers import KNOWN_EVENT_TYPES
 from statistics_manager_service.event_consumer.processor import BatchProcessor, Message
 from statistics_manager_service.storage.engine import session_scope
-from statistics_manager_service.storage.tables import Base, Household, StatisticsPeriod
+from statistics_manager_service.storage.tables import Base, ConsumptionCurve, Household, StatisticsPeriod
 from statistics_manager_service.test.conftest import clear_tables
 from statistics_manager_service.test.support.oracle import bucket_energy_kwh
 from statistics_manager_service.test.support.pipeline import (
     account_message,
     envelope,
+    iso,
     message,
     meter_message,
     process,
@@ -447,3 +449,31 @@ def test_a_message_failing_unexpectedly_is_isolated_by_halves(context: ServiceCo
     # by one: 15 transactions, where one per message would be 65.
     assert transactions[0] == len(batch) and transactions.count(1) == 8
     assert len(transactions) == 1 + 2 * 3 + 8
+
+
+@pytest.mark.parametrize("timezone", ["Pacific/Kiritimati", "Pacific/Pago_Pago", "Europe/Lisbon"])
+def test_a_forecast_is_stored_for_its_local_day_in_any_time_zone(
+    context: ServiceContext, timezone: str
+) -> None:
+    """Its 24 hourly values from the household's local midnight, also 14 hours east or 11 west of UTC."""
+    user = "house00031"
+    midnight = dt.datetime.combine(dt.date(2026, 3, 10), dt.time(), ZoneInfo(timezone))
+    forecast = {
+        "user_id": user,
+        "forecast_day": "2026-03-10",
+        "interval_minutes": 60,
+        "values": [
+            {"timestamp": iso(midnight + dt.timedelta(hours=hour)), "energy_kwh": 0.5} for hour in range(24)
+        ],
+    }
+    event = message("statistics", envelope("ForecastComputedEvent", forecast), user)
+    assert process(context, [account_message(user, timezone=timezone), event]) == []
+    with session_scope(context.session_factory) as session:
+        stored = sorted(
+            session.scalars(
+                sa.select(ConsumptionCurve.ts).where(
+                    ConsumptionCurve.user_id == user, ConsumptionCurve.kind == "forecast"
+                )
+            )
+        )
+    assert stored == [int((midnight + dt.timedelta(hours=hour)).timestamp()) for hour in range(24)]
