@@ -29,6 +29,11 @@ def local_day_bounds(day: dt.date, tz: str) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
+def utc_text(epoch_s: int) -> str:
+    """Return an instant as ISO 8601 in UTC with a `Z`, e.g. 2026-03-01T00:00:00Z."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def wall_seconds(instants_s: IntArray, tz: str) -> IntArray:
     """Return local wall-clock times as seconds since 1970-01-01T00:00 local."""
     utc = pd.DatetimeIndex(pd.to_datetime(instants_s, unit="s", utc=True))

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from statistics_manager_service.aggregation.localtime import utc_text
 from statistics_manager_service.demo.grid import GridSignals, grid_signals
 from statistics_manager_service.demo.h0 import h0_power_w
 from statistics_manager_service.demo.households import (
@@ -261,7 +262,7 @@ def plan_events(
     each household's baseline forecast (`forecast(user_id, day)` makes its payload)."""
     planned: list[_Planned] = []
     # The demo contracts hold from the first demo day, not from when the demo happens to load.
-    since = dt.datetime.fromtimestamp(span.start_s, dt.UTC).isoformat().replace("+00:00", "Z")
+    since = utc_text(span.start_s)
     for household in HOUSEHOLDS:
         payload = {**_account_payload(household, household.meter_id), "effective_from": since}
         planned.append(

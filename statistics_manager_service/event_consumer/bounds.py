@@ -9,13 +9,12 @@ the household's other readings, is refused whole, with the reason, before anythi
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY
+from statistics_manager_service.aggregation.localtime import utc_text
 from statistics_manager_service.aggregation.windows import reachable_instants
 from statistics_manager_service.config import Settings
 from statistics_manager_service.storage.households import reading_history
@@ -38,7 +37,8 @@ def refused_messages(
     oldest = too_old.groupby(EVENT_COLUMN, sort=True)["ts"].first()
     for event, ts in zip(oldest.index.tolist(), oldest.tolist(), strict=True):
         refused[event] = (
-            f"reading at {_iso(ts)} is older than READING_MAX_AGE_DAYS ({settings.reading_max_age_days} days)"
+            f"reading at {utc_text(ts)} is older than READING_MAX_AGE_DAYS"
+            f" ({settings.reading_max_age_days} days)"
         )
     history = reading_history(session, readings["user_id"].unique().tolist()).set_index("user_id")
     max_gap_s = settings.reading_max_gap_days * SECONDS_PER_DAY
@@ -61,15 +61,11 @@ def refused_messages(
         far = kept[~reachable].assign(code=codes[~reachable])
         for event, ts_s, code in far.groupby(EVENT_COLUMN, sort=True)[["ts", "code"]].first().itertuples():
             anchor = (
-                f"the household's readings ({_iso(int(low[code]))} to {_iso(int(high[code]))})"
+                f"the household's readings ({utc_text(int(low[code]))} to {utc_text(int(high[code]))})"
                 if known[code]
-                else f"the household's newest reading ({_iso(int(high[code]))})"
+                else f"the household's newest reading ({utc_text(int(high[code]))})"
             )
             refused[int(event)] = (
-                f"reading at {_iso(int(ts_s))} is more than READING_MAX_GAP_DAYS "
+                f"reading at {utc_text(int(ts_s))} is more than READING_MAX_GAP_DAYS "
                 f"({settings.reading_max_gap_days} days) from {anchor}: not interpolated across"
             )
-
-
-def _iso(epoch_s: int) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.billing import CLEARED_BUDGET_EUR
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, LEVELS
-from statistics_manager_service.aggregation.localtime import local_day_bounds
+from statistics_manager_service.aggregation.localtime import local_day_bounds, utc_text
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.alert_rules import ALERT_EVENT_TYPES
 from statistics_manager_service.event_consumer.curves import FetchedForecast, local_day_holding, mock_curves
@@ -92,18 +92,14 @@ def announce_updates(session: Session, recomputed: Recomputed, cause: str) -> No
                 {
                     "user_id": user_id,
                     "granularity": granularity,
-                    "start": _iso(start_s),
-                    "end": _iso(end_s),
+                    "start": utc_text(start_s),
+                    "end": utc_text(end_s),
                     "cause": cause,
                 },
             )
             for user_id, start_s, end_s in rows_of(recomputed.windows, ["user_id", "start_s", "end_s"])
         ],
     )
-
-
-def _iso(epoch_s: int) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 # ---- account events ---------------------------------------------------------------------

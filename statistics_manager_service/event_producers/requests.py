@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.forecasts import BASELINE_WEEKS, BaselineForecast
+from statistics_manager_service.aggregation.localtime import utc_text
 from statistics_manager_service.event_producers.outbox import NewEvent, add_events, pending_event_id
 from statistics_manager_service.exception_handling_utils.errors import (
     NoForecastHistory,
@@ -73,17 +74,13 @@ def queue_real_data_request(
     if end_s <= first_s or start_s >= last_s:
         raise NotFound(
             f"user {user_id} has no readings between start_datetime and end_datetime (its readings run"
-            f" from {_epoch_text(first_s)} to {_epoch_text(last_s)}); choose a window that overlaps them"
+            f" from {utc_text(first_s)} to {utc_text(last_s)}); choose a window that overlaps them"
         )
     clipped_start = dt.datetime.fromtimestamp(max(start_s, first_s), dt.UTC)
     clipped_end = dt.datetime.fromtimestamp(min(end_s, last_s), dt.UTC)
     return _queue_checked(
         session, REAL_DATA_EVENT, user_id, real_data_payload(clipped_start, clipped_end), coalesce
     )
-
-
-def _epoch_text(epoch_s: int) -> str:
-    return _utc_text(dt.datetime.fromtimestamp(epoch_s, dt.UTC))
 
 
 def mock_curve_payload(start: dt.datetime, delivery_time_min: int) -> dict[str, Any]:
@@ -104,7 +101,7 @@ def baseline_payload(forecast: BaselineForecast) -> dict[str, Any]:
         "origin": "baseline",
         "history_weeks": forecast.history_weeks,
         "values": [
-            {"timestamp": _utc_text(dt.datetime.fromtimestamp(start_s, dt.UTC)), "energy_kwh": energy}
+            {"timestamp": utc_text(start_s), "energy_kwh": energy}
             for start_s, energy in zip(
                 forecast.starts_s.tolist(), forecast.energies_kwh.tolist(), strict=True
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from statistics_manager_service.aggregation.billing import (
     resolve_billing_terms,
 )
 from statistics_manager_service.aggregation.contracts import BEGINNING_S
+from statistics_manager_service.aggregation.localtime import utc_text
 from statistics_manager_service.aggregation.tariffs import TariffBook
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.recompute.views import load_household_contracts
@@ -23,7 +23,7 @@ from statistics_manager_service.storage.contracts import INITIAL_SOURCE
 def _iso(epoch_s: int) -> str | None:
     if epoch_s <= BEGINNING_S:
         return None
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc_text(epoch_s)
 
 
 def load_contract_history(

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
-from statistics_manager_service.aggregation.localtime import format_local_iso
+from statistics_manager_service.aggregation.localtime import format_local_iso, utc_text
 from statistics_manager_service.aggregation.rollup import period_starts
 from statistics_manager_service.query.params import SeriesRequest
 from statistics_manager_service.query.series import METRICS, aligned_starts, load_series
@@ -112,10 +112,6 @@ def load_forecast_vs_real(
     ]
 
 
-def _utc_text(epoch_s: int) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 # `quality` of an ecosignal item: the day's own value, a value of another day shifted onto the
 # requested day (the day is not published yet), or the nearest value of the answer (a hole).
 QUALITY_OWN, QUALITY_SHIFTED, QUALITY_FILLED = 0, 1, 2
@@ -213,16 +209,16 @@ def load_ecosignal(
         nearest_known = known[np.abs(known[None, :] - holes[:, None]).argmin(axis=1)]
         chosen.iloc[holes] = chosen.iloc[nearest_known].to_numpy()
         quality[holes] = QUALITY_FILLED
-    updated_at = _utc_text(int(chosen["updated_at"].max()))
+    updated_at = utc_text(int(chosen["updated_at"].max()))
     return [
         {
-            "datetime": _utc_text(slot),
-            "request": _utc_text(updated),
+            "datetime": utc_text(slot),
+            "request": utc_text(updated),
             "value": round(value, 4),
             "unit": CO2_UNIT,
             "quality": grade,
             "updated_at": updated_at,
-            "source_datetime": _utc_text(source),
+            "source_datetime": utc_text(source),
         }
         for slot, source, value, updated, grade in zip(
             slots.tolist(),

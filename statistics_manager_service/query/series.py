@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import datetime as dt
 import functools
 import itertools
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.arrays import FloatArray
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, Level
-from statistics_manager_service.aggregation.localtime import format_local_iso
+from statistics_manager_service.aggregation.localtime import format_local_iso, utc_text
 from statistics_manager_service.aggregation.rollup import Granularity, period_bounds, period_starts
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
 from statistics_manager_service.query.params import SeriesRequest
@@ -411,10 +410,7 @@ def shape_records(
             ("reset_detected", [bool(value) for value in by_column["reset_detected"]]),
             (
                 "last_updated",
-                [
-                    dt.datetime.fromtimestamp(int(ts), dt.UTC).isoformat().replace("+00:00", "Z")
-                    for ts in by_column["updated_at"]
-                ],
+                [utc_text(int(ts)) for ts in by_column["updated_at"]],
             ),
         ]
     for name, values in extra_fields:
