@@ -13,13 +13,12 @@ from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.curves import FetchedForecast, ForecastRejected, fetch_forecast
 from statistics_manager_service.event_consumer.envelope import PoisonMessage, parse_envelope
 from statistics_manager_service.event_consumer.handlers import load_payload
+from statistics_manager_service.event_producers.outbox import STATISTICS_AGGREGATE
+from statistics_manager_service.event_producers.requests import FORECAST_EVENT
 from statistics_manager_service.models.events import ForecastComputedSchema
 
 if TYPE_CHECKING:
     from statistics_manager_service.event_consumer.message import Message
-
-FORECAST_TOPIC = "statistics"
-FORECAST_EVENT = "ForecastComputedEvent"
 
 
 def fetch_batch_forecasts(messages: Sequence[Message], settings: Settings) -> dict[str, FetchedForecast]:
@@ -34,7 +33,7 @@ def fetch_batch_forecasts(messages: Sequence[Message], settings: Settings) -> di
     if not url:
         return fetched
     for message in messages:
-        if message.topic != settings.topic(FORECAST_TOPIC):
+        if message.topic != settings.topic(STATISTICS_AGGREGATE):
             continue
         try:
             envelope = parse_envelope(message.value, message.headers)

@@ -35,8 +35,6 @@ class AlertCandidate:
     """A household with completed days the alert job has not checked yet."""
 
     user_id: str
-    timezone: str | None
-    statistics_source: str | None
     closed_through: int  # start (epoch s) of the household's newest local day, not yet complete
     checked_through: int | None  # `closed_through` when last checked; None: never
 
@@ -59,8 +57,6 @@ def alert_candidates(session: Session, after_user_id: str, limit: int) -> list[A
     statement = (
         sa.select(
             Household.user_id,
-            Household.timezone,
-            Household.statistics_source,
             Household.closed_through,
             progress.c.checked_through,
         )
@@ -78,14 +74,8 @@ def alert_candidates(session: Session, after_user_id: str, limit: int) -> list[A
         .limit(limit)
     )
     return [
-        AlertCandidate(
-            str(user_id),
-            timezone,
-            source,
-            int(closed),
-            None if checked is None else int(checked),
-        )
-        for user_id, timezone, source, closed, checked in session.execute(statement)
+        AlertCandidate(str(user_id), int(closed), None if checked is None else int(checked))
+        for user_id, closed, checked in session.execute(statement)
     ]
 
 
