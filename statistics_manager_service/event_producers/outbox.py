@@ -14,14 +14,13 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service import tracing
 from statistics_manager_service.log import current_correlation_id
+from statistics_manager_service.storage.locks import RELAY_LOCK_KEY, REQUEST_NAMESPACE, hold, try_lock_job
 from statistics_manager_service.storage.tables import OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent
 from statistics_manager_service.storage.upsert import delete_oldest
 
 STATISTICS_AGGREGATE = "statistics"
 # The Kafka header of an event's correlation id (the HTTP header's name; consumers accept others).
 CORRELATION_HEADER = "X-Correlation-ID"
-# pg_advisory_xact_lock's first key for "one household's producer requests" (second: the user's hash).
-REQUEST_LOCK_NAMESPACE = 0x5251
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +63,6 @@ def add_events(session: Session, events: Sequence[NewEvent]) -> list[str]:
     return ids
 
 
-# The PostgreSQL advisory lock a relay holds while it publishes ("relay" in ASCII).
-RELAY_LOCK_KEY = 0x72656C6179
-
-
 def lock_relay(session: Session) -> bool:
     """Take the relay lock for the caller's transaction; False when another relay holds it.
 
@@ -75,10 +70,7 @@ def lock_relay(session: Session) -> bool:
     out of order (each taking a batch and racing the other to the broker). SQLite has a single
     writer and a single relay: there is nothing to lock.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    statement = sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
-    return bool(session.execute(statement).scalar_one())
+    return try_lock_job(session, RELAY_LOCK_KEY)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
@@ -94,11 +86,7 @@ def pending_event_id(
     On PostgreSQL the household's requests are serialized first (until the transaction ends), so
     two concurrent callers cannot both miss each other's event.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
-            {"namespace": REQUEST_LOCK_NAMESPACE, "key": aggregate_id},
-        )
+    hold(session, REQUEST_NAMESPACE, aggregate_id)
     found = session.execute(
         sa.select(OutboxEvent.id)
         .where(

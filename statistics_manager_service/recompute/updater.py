@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ from statistics_manager_service.storage.contracts import (
     put_contract_version,
 )
 from statistics_manager_service.storage.households import update_households
+from statistics_manager_service.storage.locks import ZONE_NAMESPACE, hold
 from statistics_manager_service.storage.periods import delete_periods, upsert_periods
 from statistics_manager_service.storage.readings import (
     day_of,
@@ -58,8 +58,6 @@ from statistics_manager_service.storage.tables import Household, StatisticsPerio
 logger = logging.getLogger(__name__)
 
 SOURCE_PRIORITY = ("smart_meter", "hub", "dongle")
-# PostgreSQL advisory locks of this service: (namespace, key of a grid zone).
-ZONE_LOCK_NAMESPACE = 0x534D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +73,6 @@ class Recomputed:
         if self.windows.empty:
             return 0
         return int(((self.windows["end_s"] - self.windows["start_s"]) // BUCKET_SECONDS).sum())
-
-
-def _zone_key(zone: str) -> int:
-    """A grid zone's advisory lock key (a signed 32-bit integer)."""
-    return zlib.crc32(zone.encode()) - 2**31
 
 
 def _priority(source: str | None) -> int:
@@ -192,11 +185,7 @@ class StatisticsUpdater:
         see `_lock`) and makes later ones wait, so no household, not even one created by a
         concurrent transaction, keeps statistics computed from the replaced values.
         """
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-                {"namespace": ZONE_LOCK_NAMESPACE, "key": _zone_key(zone)},
-            )
+        hold(session, ZONE_NAMESPACE, zone)
 
     def _lock(self, session: Session, user_ids: list[str]) -> dict[str, Household]:
         """Load and lock the households in user order: one recomputation per household at a time.
@@ -215,10 +204,7 @@ class StatisticsUpdater:
                 if isinstance(item, Household) and item.user_id in wanted
             }
             for zone in sorted(z for z in zones if z):
-                session.execute(
-                    sa.text("SELECT pg_advisory_xact_lock_shared(:namespace, :key)"),
-                    {"namespace": ZONE_LOCK_NAMESPACE, "key": _zone_key(zone)},
-                )
+                hold(session, ZONE_NAMESPACE, zone, shared=True)
             statement = statement.with_for_update()
         return {household.user_id: household for household in session.scalars(statement)}
 

@@ -14,11 +14,9 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from statistics_manager_service.storage.locks import ALERT_JOB_LOCK_KEY, try_lock_job
 from statistics_manager_service.storage.tables import AlertProgress, AlertSent, Household
 from statistics_manager_service.storage.upsert import delete_oldest, dialect_insert, upsert_rows
-
-# pg_advisory_xact_lock key of "the alert job" ("alerts" in ASCII).
-ALERT_JOB_LOCK_KEY = 0x616C65727473
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +42,7 @@ def lock_alert_job(session: Session) -> bool:
 
     SQLite has a single writer and a single worker: there is nothing to lock.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    statement = sa.select(sa.func.pg_try_advisory_xact_lock(ALERT_JOB_LOCK_KEY))
-    return bool(session.execute(statement).scalar_one())
+    return try_lock_job(session, ALERT_JOB_LOCK_KEY)
 
 
 def alert_candidates(session: Session, after_user_id: str, limit: int) -> list[AlertCandidate]:

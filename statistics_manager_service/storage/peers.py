@@ -4,7 +4,6 @@ function takes the caller's session."""
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Sequence
 
 import orjson
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.peers import PeerGroup
+from statistics_manager_service.storage.locks import PEER_PERIOD_NAMESPACE, hold
 from statistics_manager_service.storage.tables import Household, PeerGroupRow, ServiceState
 from statistics_manager_service.storage.upsert import upsert_rows
 
@@ -19,8 +19,6 @@ KEY = ("period", "zone", "tariff_type", "power_band", "pv")
 # service_state rows `peer_groups:YYYY-MM`: which days a month's last computation compared, and when,
 # also for a month where no household counted (no group rows).
 STATE_PREFIX = "peer_groups:"
-# PostgreSQL advisory lock of the peer-group writes: (namespace, key of the period).
-PEER_LOCK_NAMESPACE = 0x5047
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +54,7 @@ def household_batch(session: Session, after_user_id: str, limit: int) -> list[Ho
 def lock_period(session: Session, period: str) -> None:
     """Hold a period's groups exclusively until the transaction ends (PostgreSQL): two workers
     replacing one period's groups write one after the other. SQLite has one writer anyway."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-            {"namespace": PEER_LOCK_NAMESPACE, "key": zlib.crc32(period.encode()) - 2**31},
-        )
+    hold(session, PEER_PERIOD_NAMESPACE, period)
 
 
 def replace_period_groups(
