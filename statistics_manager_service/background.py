@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+
+from statistics_manager_service.storage.engine import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +32,17 @@ class Background:
             thread.join(timeout_s)
             if thread.is_alive():
                 logger.warning("background worker %s did not stop in %.0f s", thread.name, timeout_s)
+
+
+def run_every(stop: threading.Event, interval_s: float, what: str, once: Callable[[], object]) -> None:
+    """Run `once` now and then every `interval_s` (start to start) until stopped. The database
+    being away postpones a round; any other failure is logged, and the next round tries again."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            once()
+        except TRANSIENT_ERRORS as error:
+            logger.warning("%s postponed: %s", what, str(error).splitlines()[0])
+        except Exception:
+            logger.exception("%s failed; trying again at the next round", what)
+        stop.wait(max(0.0, interval_s - (time.monotonic() - started)))

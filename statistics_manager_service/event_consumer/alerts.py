@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
 from statistics_manager_service.aggregation.tariff_book import TariffBook
+from statistics_manager_service.background import run_every
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_consumer.alert_rules import (
     RULE_OF_CAUSE,
@@ -197,13 +198,10 @@ class AlertJob:
 
     def run(self, stop: threading.Event) -> None:
         """Check now and every ALERT_INTERVAL_S until stopped; an outage waits for the next round."""
-        while not stop.is_set():
-            try:
-                queued = self.run_once(stop)
-                if queued:
-                    logger.info("queued %d alerts", queued)
-            except TRANSIENT_ERRORS as error:
-                logger.warning("alert check postponed: %s", str(error).splitlines()[0])
-            except Exception:
-                logger.exception("alert check failed; trying again at the next round")
-            stop.wait(self.settings.alert_interval_s)
+
+        def check_round() -> None:
+            queued = self.run_once(stop)
+            if queued:
+                logger.info("queued %d alerts", queued)
+
+        run_every(stop, self.settings.alert_interval_s, "alert check", check_round)

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service import metrics
+from statistics_manager_service.background import run_every
 from statistics_manager_service.config import Settings
 from statistics_manager_service.event_producers.outbox import delete_created_before
 from statistics_manager_service.storage.alerts import prune_alerts_sent
-from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
+from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.households import prune_processed_events
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,4 @@ class Housekeeping:
 
     def run(self, stop: threading.Event) -> None:
         """Prune now and every hour until stopped; a database outage waits for the next round."""
-        while not stop.is_set():
-            try:
-                self.prune_once(stop)
-            except TRANSIENT_ERRORS as error:
-                logger.warning("housekeeping postponed: %s", str(error).splitlines()[0])
-            except Exception:
-                logger.exception("housekeeping failed; trying again at the next round")
-            stop.wait(INTERVAL_S)
+        run_every(stop, INTERVAL_S, "housekeeping", lambda: self.prune_once(stop))

@@ -14,13 +14,13 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from statistics_manager_service.aggregation.peers import MEMBER_COLUMNS, peer_groups
+from statistics_manager_service.background import run_every
 from statistics_manager_service.recompute.peers import (
     ComparedDays,
     compared_days,
@@ -28,7 +28,7 @@ from statistics_manager_service.recompute.peers import (
     household_peer_rows,
 )
 from statistics_manager_service.recompute.updater import StatisticsUpdater
-from statistics_manager_service.storage.engine import TRANSIENT_ERRORS, session_scope
+from statistics_manager_service.storage.engine import session_scope
 from statistics_manager_service.storage.peers import (
     household_batch,
     load_computed_period,
@@ -141,12 +141,9 @@ class PeerGroupJob:
     def run(self, stop: threading.Event) -> None:
         """Compute the due months now and every `interval_s` until stopped; a month another worker
         computed in the last half interval is left to it; a database outage waits for the next round."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                self.run_once(stop=stop, fresh_for_s=self.interval_s / 2)
-            except TRANSIENT_ERRORS as error:
-                logger.warning("peer groups postponed: %s", str(error).splitlines()[0])
-            except Exception:
-                logger.exception("peer groups failed; trying again at the next round")
-            stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+        run_every(
+            stop,
+            self.interval_s,
+            "peer groups",
+            lambda: self.run_once(stop=stop, fresh_for_s=self.interval_s / 2),
+        )
