@@ -176,6 +176,12 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     @property
+    def debezium_outbox(self) -> bool:
+        """Tell whether Debezium publishes the outbox (a broker, no relay): its rows stay after
+        they are published, until housekeeping deletes them."""
+        return self.kafka_enabled and not self.outbox_relay_enabled
+
+    @property
     def kafka_enabled(self) -> bool:
         """Tell whether a broker is configured (no broker: no consumer and no relay)."""
         return bool(self.kafka_bootstrap_servers)

@@ -35,7 +35,7 @@ def _queued(call: object, user_id: str, *args: object) -> flask.Response:
     _limit_caller()
     settings = service_context().settings
     # Debezium mode keeps published rows in the outbox: a queued row may be long gone downstream.
-    coalesce = not (settings.kafka_enabled and not settings.outbox_relay_enabled)
+    coalesce = not settings.debezium_outbox
     body = authorized_session_call([user_id], call, *args, coalesce)
     relay = service_context().relay
     if relay is not None:

@@ -21,6 +21,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from statistics_manager_service import metrics
 from statistics_manager_service.backoff import Backoff
+from statistics_manager_service.config import Settings
 from statistics_manager_service.consumer_state import HEARTBEAT_INTERVAL_S, ConsumerState, now_s
 from statistics_manager_service.event_consumer.dead_letters import (
     DeadLetterRecord,
@@ -43,6 +44,31 @@ CONSUMED_TOPICS = ("meter-readings", "user-account", "grid-signals", "statistics
 DLQ_TOPIC = "statistics.dlq"
 LAG_REFRESH_S = 5.0
 RECONNECT_BACKOFF_MAX_MS = 2000
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """What every Kafka client of the service is built with."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": "statistics-manager",
+        # kafka-python backs reconnects off up to 30 s by default: after a broker outage
+        # consumption and publishing would resume up to half a minute late.
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+    }
+
+
+def make_producer(settings: Settings) -> KafkaProducer:
+    """The producer of the dead letters and of the outbox relay: every write acknowledged by all
+    in-sync replicas, a record as large as KAFKA_MAX_REQUEST_SIZE."""
+    return KafkaProducer(
+        **client_options(settings),
+        acks="all",
+        retries=5,
+        linger_ms=5,
+        max_request_size=settings.kafka_max_request_size,
+    )
+
+
 # At most this many records gathered into one batch, whatever their size: a batch's statements
 # list its event ids and households, and SQLite takes at most 32,766 parameters per statement.
 MAX_GATHERED_RECORDS = 20_000
@@ -80,13 +106,7 @@ class EventConsumer:
         self._reported: ConsumerState | None = None
 
     def _client_options(self) -> dict[str, Any]:
-        return {
-            "bootstrap_servers": self.settings.kafka_bootstrap_servers,
-            "client_id": "statistics-manager",
-            # kafka-python backs reconnects off up to 30 s by default: after a broker outage
-            # consumption would resume up to half a minute late.
-            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
-        }
+        return client_options(self.settings)
 
     def _make_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -101,13 +121,7 @@ class EventConsumer:
         )
 
     def _make_producer(self) -> KafkaProducer:
-        return KafkaProducer(
-            **self._client_options(),
-            acks="all",
-            retries=5,
-            linger_ms=5,
-            max_request_size=self.settings.kafka_max_request_size,
-        )
+        return make_producer(self.settings)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; never exit on an outage or any other failure."""

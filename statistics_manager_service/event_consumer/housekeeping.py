@@ -52,7 +52,7 @@ class Housekeeping:
                 "alerts_sent", prune_alerts_sent, int(now_s - ALERTS_SENT_RETENTION_DAYS * 86400), stop
             ),
         }
-        if self.settings.kafka_enabled and not self.settings.outbox_relay_enabled:
+        if self.settings.debezium_outbox:
             # Debezium has read each insert from the WAL at commit; the row itself is never read again.
             cutoff_ms = int((now_s - self.settings.outbox_retention_hours * 3600) * 1000)
             pruned["events"] = self._drain("events", delete_created_before, cutoff_ms, stop)

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from statistics_manager_service.background import Background
 from statistics_manager_service.backoff import Backoff
 from statistics_manager_service.event_consumer.alerts import AlertJob
-from statistics_manager_service.event_consumer.consumer import EventConsumer
+from statistics_manager_service.event_consumer.consumer import EventConsumer, make_producer
 from statistics_manager_service.event_consumer.handlers import Services
 from statistics_manager_service.event_consumer.housekeeping import Housekeeping
 from statistics_manager_service.event_consumer.known_series import declare_known_series, seed_freshness
@@ -133,14 +133,7 @@ def start_workers(context: ServiceContext, background: Background) -> None:
 
     def publish(events: Sequence[OutboxEvent]) -> Mapping[int, str]:
         if "producer" not in producer_holder:
-            producer_holder["producer"] = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                acks="all",
-                retries=5,
-                linger_ms=5,
-                reconnect_backoff_max_ms=2000,
-                max_request_size=settings.kafka_max_request_size,
-            )
+            producer_holder["producer"] = make_producer(settings)
         return kafka_publisher(producer_holder["producer"], settings.kafka_topic_prefix)(events)
 
     relay = OutboxRelay(context.session_factory, publish)
