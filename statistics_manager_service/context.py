@@ -41,8 +41,6 @@ class ServiceContext:
     role: str = "all"
     # Where the pod's consumer reports its state (read by `/ready` in every server process).
     consumer_state: ConsumerStateBoard = dataclasses.field(default_factory=ConsumerStateBoard)
-    broker_error: str | None = None
-    consumer_error: str | None = None
     # The engine of single-statement reads (autocommit, no ping); `engine` when unset.
     read_engine: Engine | None = None
     read_session_factory: sessionmaker[Session] | None = None

@@ -140,7 +140,6 @@ class EventConsumer:
             except Exception as error:  # the consumer must outlive any failure
                 logger.exception("event consumer failed; reconnecting")
                 metrics.CONSUMER_PAUSED.set(1)
-                self.context.consumer_error = f"restarting after {type(error).__name__}: {error}"[:300]
                 self._report("restarting", type(error).__name__)
                 backoff.wait()
             finally:
@@ -388,7 +387,7 @@ class EventConsumer:
         (A degraded consumer normally recovers by retrying its batch; this covers the batch's
         partitions having moved to another member meanwhile.)
         """
-        if not (self.context.consumer_error or self.context.broker_error):
+        if not self._degraded_now():
             return
         now = time.monotonic()
         if now - self._probed < PROBE_INTERVAL_S:
@@ -406,18 +405,18 @@ class EventConsumer:
         metrics.CONSUMER_PAUSED.set(1)
         if broker:
             logger.warning("consumption paused, broker unavailable: %s", broker)
-            self.context.broker_error = f"broker unavailable: {broker}"[:300]
         if database:
             logger.warning("consumption paused, database unavailable: %s", database)
-        self.context.consumer_error = f"paused: {broker or database}"[:300]
         self._report("paused", "broker" if broker else "database")
 
+    def _degraded_now(self) -> bool:
+        """Whether the consumer last reported itself paused or restarting."""
+        return self._reported is not None and self._reported.state != "running"
+
     def _healthy(self) -> None:
-        if self.context.consumer_error or self.context.broker_error:
+        if self._degraded_now():
             logger.info("consumption resumed")
         metrics.CONSUMER_PAUSED.set(0)
-        self.context.consumer_error = None
-        self.context.broker_error = None
         self._heartbeat(caught_up=True)
 
     def _heartbeat(self, caught_up: bool) -> None:

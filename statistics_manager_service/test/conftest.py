@@ -117,8 +117,6 @@ def clear_tables(engine: sa.Engine) -> None:
 def context(session_context: ServiceContext) -> Iterator[ServiceContext]:
     """The shared context with empty tables and no leftover state."""
     clear_tables(session_context.engine)
-    session_context.broker_error = None
-    session_context.consumer_error = None
     session_context.consumer_state = ConsumerStateBoard()
     session_context.forget_loaded_state()
     settings = session_context.settings
