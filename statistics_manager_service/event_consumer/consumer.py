@@ -33,7 +33,6 @@ from statistics_manager_service.event_consumer.dead_letters import (
 from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
 from statistics_manager_service.event_consumer.processor import BatchProcessor, DeadLetter, TransientFailure
-from statistics_manager_service.storage.engine import ping
 
 if TYPE_CHECKING:
     from statistics_manager_service.context import ServiceContext
@@ -236,40 +235,10 @@ class EventConsumer:
                 count += len(records)
 
     def _process(self, messages: list[Message]) -> list[DeadLetter]:
-        """Process a batch; tell an outage from messages that cannot be processed."""
-        dead: list[DeadLetter] = []
-        for attempt in (1, 2):
-            try:
-                dead = self.processor.process(messages)
-                break
-            except TransientFailure:
-                raise
-            except Exception as error:
-                # The processor isolates the failing messages of a larger batch (by halves) and
-                # raises only for a batch of one.
-                if not self._database_reachable():
-                    raise TransientFailure(f"database unreachable after {type(error).__name__}") from error
-                if len(messages) != 1:
-                    raise  # outside the processor's contract: restart the clients, re-deliver
-                if attempt == 1:
-                    continue  # the message's second try, as in a larger batch (a lost race, say)
-                message = messages[0]
-                with handling_message(message):
-                    logger.exception(
-                        "message %s[%d]@%d failed", message.topic, message.partition, message.offset
-                    )
-                dead = [DeadLetter(message, type(error).__name__, str(error)[:1000] or type(error).__name__)]
-        if dead and not self._database_reachable():
-            # An outage may surface as an unexpected error: never dead-letter messages for it.
-            raise TransientFailure("database unreachable while messages failed")
-        return dead
+        return self.processor.process_or_dead_letter(messages)
 
     def _database_reachable(self) -> bool:
-        try:
-            ping(self.context.engine)
-        except Exception:  # noqa: BLE001 - any failure means unreachable
-            return False
-        return True
+        return self.processor.database_reachable()
 
     @staticmethod
     def _rewind(consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +75,15 @@ class DeadLetter:
     error_class: str
     reason: str
 
+    @classmethod
+    def from_error(cls, message: Message, error: BaseException) -> DeadLetter:
+        """The dead letter of a message whose handling raised `error`: its class and text."""
+        return cls(message, type(error).__name__, str(error)[:1000] or type(error).__name__)
+
+
+def _coordinates(message: Message) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset
+
 
 @dataclasses.dataclass
 class _Pending:
@@ -106,6 +116,42 @@ class BatchProcessor:
         self.topic_prefix = topic_prefix
         # The forecasts the batch being processed asked for, fetched before its transactions.
         self._forecasts: dict[str, FetchedForecast] = {}
+
+    def process_or_dead_letter(self, messages: Sequence[Message]) -> list[DeadLetter]:
+        """`process`, deciding also for the lone message it raises for (it isolates the failing
+        messages of a larger batch): one more try (a lost race, say), then a dead letter with the
+        error. An error while the database is away is an outage (TransientFailure), never the
+        message's fault; an error of a larger batch is outside `process`'s contract and goes up."""
+        dead: list[DeadLetter] = []
+        for attempt in (1, 2):
+            try:
+                dead = self.process(messages)
+                break
+            except TransientFailure:
+                raise
+            except Exception as error:
+                if not self.database_reachable():
+                    raise TransientFailure(f"database unreachable after {type(error).__name__}") from error
+                if len(messages) != 1:
+                    raise
+                if attempt == 1:
+                    continue
+                with handling_message(messages[0]):
+                    logger.exception("message %s[%d]@%d failed", *_coordinates(messages[0]))
+                dead = [DeadLetter.from_error(messages[0], error)]
+        if dead and not self.database_reachable():
+            # An outage may surface as an unexpected error: never dead-letter messages for it.
+            raise TransientFailure("database unreachable while messages failed")
+        return dead
+
+    def database_reachable(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            with session_scope(self.session_factory) as session:
+                session.execute(sa.text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means unreachable
+            return False
+        return True
 
     def process(self, messages: Sequence[Message]) -> list[DeadLetter]:
         """Apply `messages` in one transaction; isolate the failing messages when the batch fails."""
@@ -168,7 +214,7 @@ class BatchProcessor:
                 message.offset,
                 exc_info=(type(failure), failure, failure.__traceback__),
             )
-        return [DeadLetter(message, type(failure).__name__, str(failure)[:1000] or type(failure).__name__)]
+        return [DeadLetter.from_error(message, failure)]
 
     # ---- one transaction ----------------------------------------------------------------
 

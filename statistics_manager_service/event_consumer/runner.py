@@ -19,7 +19,7 @@ from statistics_manager_service.event_consumer.known_series import declare_known
 from statistics_manager_service.event_consumer.message import Message
 from statistics_manager_service.event_consumer.message_context import handling_batch, handling_message
 from statistics_manager_service.event_consumer.peer_groups import PeerGroupJob
-from statistics_manager_service.event_consumer.processor import BatchProcessor, DeadLetter, TransientFailure
+from statistics_manager_service.event_consumer.processor import BatchProcessor
 from statistics_manager_service.event_producers.outbox import debezium_envelope
 from statistics_manager_service.event_producers.relay import (
     OutboxRelay,
@@ -70,18 +70,7 @@ def in_process_publisher(processor: BatchProcessor, topic_prefix: str) -> Publis
                 for event, event_headers in zip(events, headers, strict=True)
             ]
             with handling_batch(messages, "consume in-process"):
-                try:
-                    dead = processor.process(messages)
-                except TransientFailure:
-                    raise
-                except Exception as error:
-                    if len(messages) != 1:
-                        raise  # the processor isolates failures and raises only for a batch of one
-                    dead = [
-                        DeadLetter(
-                            messages[0], type(error).__name__, str(error)[:1000] or type(error).__name__
-                        )
-                    ]
+                dead = processor.process_or_dead_letter(messages)
                 for letter in dead:
                     with handling_message(letter.message):
                         logger.warning("in-process event %s failed: %s", letter.message.offset, letter.reason)
