@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import FloatArray, IntArray
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
+from statistics_manager_service.aggregation.granularity import (
+    BUCKET_SECONDS,
+    SECONDS_PER_DAY,
+    WATT_SECONDS_PER_KWH,
+)
 from statistics_manager_service.aggregation.localtime import wall_seconds
 
 # The quiet hours whose lowest quarter hour shows what never switches off: local 00:00 to 05:00.
@@ -17,7 +21,6 @@ BASELOAD_METHOD = (
     "median, over the nights of the range, of each night's lowest 15-minute mean consumption power"
     " between 00:00 and 05:00 local time (only quarter hours wholly backed by readings)"
 )
-_KWH_PER_W_SECOND = 1 / 3_600_000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +47,13 @@ def estimate_baseload(
         & (np.asarray(covered_s, dtype=np.float64) >= BUCKET_SECONDS)
         & (wall % SECONDS_PER_DAY < NIGHT_END_S)
     )
-    mean_w = energy[quiet] / (BUCKET_SECONDS * _KWH_PER_W_SECOND)
+    mean_w = energy[quiet] * WATT_SECONDS_PER_KWH / BUCKET_SECONDS
     nightly_minimum_w = pd.Series(mean_w).groupby(wall[quiet] // SECONDS_PER_DAY).min()
     total_kwh = float(energy[measured].sum()) if measured.any() else None
     if nightly_minimum_w.empty:
         return BaseloadEstimate(None, 0, total_kwh, None, None)
     baseload_w = float(nightly_minimum_w.median())
-    baseload_kwh = baseload_w * int(measured.sum()) * BUCKET_SECONDS * _KWH_PER_W_SECOND
+    baseload_kwh = baseload_w * int(measured.sum()) * BUCKET_SECONDS / WATT_SECONDS_PER_KWH
     share = baseload_kwh / total_kwh if total_kwh else None
     return BaseloadEstimate(baseload_w, int(nightly_minimum_w.size), total_kwh, baseload_kwh, share)
 
@@ -58,7 +61,7 @@ def estimate_baseload(
 def constant_load_buckets(user_id: str, start_s: int, end_s: int, power_w: float) -> pd.DataFrame:
     """15-minute buckets of a constant grid import of `power_w` over [start_s, end_s), ready to price."""
     starts = np.arange(start_s, end_s, BUCKET_SECONDS, dtype=np.int64)
-    energy_kwh = power_w * BUCKET_SECONDS * _KWH_PER_W_SECOND
+    energy_kwh = power_w * BUCKET_SECONDS / WATT_SECONDS_PER_KWH
     return pd.DataFrame(
         {
             "user_id": np.full(starts.size, user_id, dtype=object),

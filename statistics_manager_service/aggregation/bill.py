@@ -14,6 +14,7 @@ import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, check_columns
 from statistics_manager_service.aggregation.contracts import Calendars, contracts_at
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
 from statistics_manager_service.aggregation.tariff_book import TariffBook, TaxRules
 from statistics_manager_service.aggregation.tariffs import contracted_kva, daily_power_charge_eur
 
@@ -31,8 +32,6 @@ DAYS_PER_VAT_ALLOWANCE = 30
 # A 90% interval of a normal distribution.
 RANGE_Z = 1.645
 PROFILE_DAYS = 28
-_SECONDS_PER_DAY = 86_400
-_BUCKETS_PER_DAY = 96
 
 
 def cents(amount: float) -> float:
@@ -245,11 +244,11 @@ def daily_profile(buckets: pd.DataFrame, until_s: int, days: int = PROFILE_DAYS)
     (a block is whole when all its 96 quarter hours hold data); None without any whole block."""
     check_columns(buckets, BILL_BUCKET_COLUMNS, "buckets")
     starts = buckets["bucket_start"].to_numpy(dtype=np.int64)
-    block = (until_s - 1 - starts) // _SECONDS_PER_DAY
+    block = (until_s - 1 - starts) // SECONDS_PER_DAY
     recent = buckets.assign(block=block)[(block >= 0) & (block < days)]
     recent = recent[recent["energy_imported_kwh"].notna()]
     counts = recent.groupby("block").size()
-    whole = counts.index[counts >= _BUCKETS_PER_DAY]
+    whole = counts.index[counts >= SECONDS_PER_DAY // BUCKET_SECONDS]
     if whole.empty:
         return None
     chosen = recent[recent["block"].isin(whole)]

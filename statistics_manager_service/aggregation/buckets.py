@@ -14,7 +14,7 @@ from statistics_manager_service.aggregation.arrays import (
     floor_to,
     segmented_reduce,
 )
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, WATT_SECONDS_PER_KWH
 from statistics_manager_service.aggregation.power import power_at, power_samples
 from statistics_manager_service.aggregation.readings import PreparedReadings, Track, prepare_readings
 from statistics_manager_service.aggregation.registers import (
@@ -50,7 +50,6 @@ BUCKET_COLUMNS = (
     "reset_detected",
 )
 _INT_COLUMNS = ("bucket_start", "power_seconds", "voltage_count", "span_seconds", "covered_seconds")
-_WS_PER_KWH = 3_600_000.0
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ def _power_columns(
         ("imported", at.energy_imported_ws, at.held_imported_w, samples.imported_w),
         ("exported", at.energy_exported_ws, at.held_exported_w, samples.exported_w),
     ):
-        fallback_w = energy_kwh[direction] * _WS_PER_KWH / span_s
+        fallback_w = energy_kwh[direction] * WATT_SECONDS_PER_KWH / span_s
         mean_w = np.where(known_s > 0, bounds.change(integral) / np.maximum(known_s, 1), fallback_w)
         in_bucket_max_w = segmented_reduce(np.fmax, level[inside], rows[inside], n, np.nan)
         max_w = np.fmax(in_bucket_max_w, held[bounds.left])

@@ -10,6 +10,8 @@ from typing import Literal
 BUCKET_SECONDS = 900
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86_400
+# Watt-seconds in a kilowatt-hour: energy (kWh) over a span (s) is a mean power (W) with this.
+WATT_SECONDS_PER_KWH = 3_600_000.0
 
 # The engine's local periods, in each household's time zone.
 Granularity = Literal["hour", "day", "week", "month", "year"]

@@ -23,6 +23,7 @@ from statistics_manager_service.aggregation.granularity import (
     GRANULARITIES,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
+    WATT_SECONDS_PER_KWH,
     Granularity,
 )
 from statistics_manager_service.aggregation.localtime import (
@@ -222,7 +223,7 @@ def _reduce(rows: pd.DataFrame, name: str, order: IntArray, group_starts: IntArr
         energy_kwh = _nan_sum(_column(rows, _POWER_MEANS[name], order), group_starts)
         span_s = np.add.reduceat(rows["span_seconds"].to_numpy(dtype=np.float64)[order], group_starts)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fallback_w = energy_kwh * 3_600_000.0 / span_s
+            fallback_w = energy_kwh * WATT_SECONDS_PER_KWH / span_s
         mean_w = np.where(np.isnan(mean_w), fallback_w, mean_w)
     return mean_w
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.arrays import FloatArray
-from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, Level
+from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, WATT_SECONDS_PER_KWH, Level
 from statistics_manager_service.aggregation.localtime import format_local_iso, utc_text
 from statistics_manager_service.aggregation.rollup import Granularity, period_bounds, period_starts
 from statistics_manager_service.exception_handling_utils.errors import UserNotFound
@@ -92,7 +92,7 @@ def _consumption_mean_w(columns: dict[str, Sequence[Any]]) -> list[float | None]
     """Consumption energy over the seconds the bucket's statistics span: the mean power."""
     energy = np.array(columns["consumption_kwh"], dtype=np.float64)
     span = np.array(columns["span_seconds"], dtype=np.float64)
-    mean = np.divide(energy * 3_600_000.0, span, out=np.full(span.size, np.nan), where=span > 0)
+    mean = np.divide(energy * WATT_SECONDS_PER_KWH, span, out=np.full(span.size, np.nan), where=span > 0)
     return [None if value != value else value for value in mean.tolist()]
 
 
