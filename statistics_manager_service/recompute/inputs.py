@@ -61,7 +61,8 @@ def resolved_contracts(
 ) -> tuple[pd.DataFrame, Calendars]:
     """Resolve stored versions (`load_contract_versions`), the households' rows standing in for
     households without any."""
-    unversioned = [h for u, h in households.items() if u not in set(stored["user_id"])]
+    versioned = set(stored["user_id"])
+    unversioned = [h for u, h in households.items() if u not in versioned]
     rows = pd.DataFrame(
         [
             (h.user_id, BEGINNING_S, h.tariff_type, h.contracted_power_kva, h.zone, h.timezone)
