@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import yaml
@@ -81,13 +81,29 @@ class TaxRules:
         return self.vat_reduced_rate if kind == "reduced" else self.vat_normal_rate
 
 
-def taxes_in_force(book: TariffBook, day: dt.date) -> TaxRules | None:
-    """Return the tax rules in force on a local day (the earliest entry also covers earlier days)."""
-    current = book.taxes[0] if book.taxes else None
-    for rules in book.taxes:  # a handful of dated entries
-        if rules.valid_from <= day:
-            current = rules
+class Dated(Protocol):
+    """An entry of the book valid from a local date on."""
+
+    @property
+    def valid_from(self) -> dt.date: ...
+
+
+DatedT = TypeVar("DatedT", bound=Dated)
+
+
+def in_force_on(entries: Sequence[DatedT], day: dt.date) -> DatedT:
+    """Return the entry in force on a local day, of entries sorted by `valid_from` (the earliest
+    also covers earlier days)."""
+    current = entries[0]
+    for entry in entries:  # a handful of dated entries, not data rows
+        if entry.valid_from <= day:
+            current = entry
     return current
+
+
+def taxes_in_force(book: TariffBook, day: dt.date) -> TaxRules | None:
+    """Return the tax rules in force on a local day (None: the book prices no bill)."""
+    return in_force_on(book.taxes, day) if book.taxes else None
 
 
 def entry_days(entries: Sequence[PriceEntry]) -> IntArray:

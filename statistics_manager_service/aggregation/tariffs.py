@@ -28,6 +28,7 @@ from statistics_manager_service.aggregation.tariff_book import (
     TariffBook,
     TariffSpec,
     entry_index,
+    in_force_on,
     load_tariff_book,
     power_charge_matrix,
     price_matrix,
@@ -257,11 +258,7 @@ def _energy_prices(
 
 def _in_force(entries: Sequence[PriceEntry], day: dt.date) -> dict[str, float]:
     """Return the prices in force on a day (the earliest entry also covers earlier days)."""
-    current = entries[0].prices
-    for entry in entries:  # a handful of dated entries, not data rows
-        if entry.valid_from <= day:
-            current = entry.prices
-    return dict(current)
+    return dict(in_force_on(entries, day).prices)
 
 
 def _first_difference(old: Sequence[PriceEntry], new: Sequence[PriceEntry]) -> dt.date | None:
