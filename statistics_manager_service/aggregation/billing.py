@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from statistics_manager_service.aggregation.arrays import IntArray, ObjectArray, check_columns
-from statistics_manager_service.aggregation.contracts import in_force
+from statistics_manager_service.aggregation.contracts import carried_forward, in_force
 
 # The billing terms a contract version may state (NULL / NaN: not stated).
 BILLING_FIELDS = ("billing_day", "large_family", "bill_budget_eur")
@@ -53,14 +53,8 @@ def resolve_billing_terms(stated: pd.DataFrame) -> pd.DataFrame:
     """Sort versions (BILLING_COLUMNS) by household and instant; fill each term a version does not
     state with the one in force before it (still missing before any version states it)."""
     check_columns(stated, BILLING_COLUMNS, "billing terms")
-    frame = stated[list(BILLING_COLUMNS)].sort_values(["user_id", "effective_s"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    filled = frame.groupby("user_id", sort=False)[list(BILLING_FIELDS)].ffill()
-    frame["billing_day"] = filled["billing_day"].astype("float64")
-    frame["large_family"] = filled["large_family"].astype(object)
-    frame["bill_budget_eur"] = filled["bill_budget_eur"].astype("float64")
-    frame["effective_s"] = frame["effective_s"].astype("int64")
-    return frame
+    dtypes = {"billing_day": "float64", "large_family": "object", "bill_budget_eur": "float64"}
+    return carried_forward(stated[list(BILLING_COLUMNS)], dtypes)
 
 
 def billing_terms_at(resolved: pd.DataFrame, users: ObjectArray, instants_s: IntArray) -> list[BillingTerms]:

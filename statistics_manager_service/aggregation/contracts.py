@@ -42,16 +42,26 @@ CALENDAR_COLUMNS = ("user_id", "from_s", "timezone", "last_day")
 _LAST_DAY = np.iinfo(np.int64).max
 
 
+def carried_forward(stated: pd.DataFrame, fields: Mapping[str, Any]) -> pd.DataFrame:
+    """Sort versions by household and effective instant; fill each of `fields` (name: dtype) a
+    version does not state with the value in force before it (still missing before any states it)."""
+    frame = stated.sort_values(["user_id", "effective_s"], kind="stable").reset_index(drop=True)
+    filled = frame.groupby("user_id", sort=False)[list(fields)].ffill()
+    for name, dtype in fields.items():
+        frame[name] = filled[name].astype(dtype)
+    frame["effective_s"] = frame["effective_s"].astype("int64")
+    return frame
+
+
 def resolve_versions(stated: pd.DataFrame, defaults: Mapping[str, Any]) -> pd.DataFrame:
     """Sort versions by household and effective instant; fill each field a version does not state
     with the value in force before it, and with `defaults` before any version states it."""
     check_columns(stated, VERSION_COLUMNS, "versions")
-    frame = stated.sort_values(["user_id", "effective_s"], kind="stable").reset_index(drop=True)
-    filled = frame.groupby("user_id", sort=False)[list(CONTRACT_FIELDS)].ffill()
+    dtypes = {name: "float64" if name == "contracted_power_kva" else "object" for name in CONTRACT_FIELDS}
+    frame = carried_forward(stated, dtypes)
     for name in CONTRACT_FIELDS:
-        column = filled[name].astype("float64" if name == "contracted_power_kva" else object)
-        frame[name] = column.fillna(defaults[name]) if defaults.get(name) is not None else column
-    frame["effective_s"] = frame["effective_s"].astype("int64")
+        if defaults.get(name) is not None:
+            frame[name] = frame[name].fillna(defaults[name])
     return frame
 
 
