@@ -108,22 +108,6 @@ class Calendars:
     segments: pd.DataFrame  # CALENDAR_COLUMNS, sorted by user and from_s
 
     @classmethod
-    def fixed(cls, timezones: pd.Series | Mapping[str, str]) -> Calendars:
-        """Calendars of households that always kept one zone (user id -> zone)."""
-        zones = timezones if isinstance(timezones, pd.Series) else pd.Series(dict(timezones), dtype=object)
-        zones = zones.sort_index()
-        return cls(
-            pd.DataFrame(
-                {
-                    "user_id": zones.index.to_numpy(dtype=object),
-                    "from_s": np.full(len(zones), BEGINNING_S, dtype=np.int64),
-                    "timezone": zones.to_numpy(dtype=object),
-                    "last_day": np.full(len(zones), _LAST_DAY, dtype=np.int64),
-                }
-            )
-        )
-
-    @classmethod
     def of_contracts(cls, contracts: pd.DataFrame) -> Calendars:
         """The calendars that resolved contract versions give (see the module's rule)."""
         ordered = contracts.sort_values(["user_id", "effective_s"], kind="stable").reset_index(drop=True)

@@ -19,7 +19,7 @@ from statistics_manager_service.aggregation.arrays import (
     label_groups,
 )
 from statistics_manager_service.aggregation.co2 import carbon_intensity_g_per_kwh, co2_columns
-from statistics_manager_service.aggregation.contracts import Calendars, contracts_at
+from statistics_manager_service.aggregation.contracts import BEGINNING_S, Calendars, contracts_at
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS
 from statistics_manager_service.aggregation.schedules import period_codes, tariff_periods
 from statistics_manager_service.aggregation.steps import step_values
@@ -70,18 +70,22 @@ def contracted_kva(column: pd.Series) -> FloatArray:
 def _contracts_for(
     users: ObjectArray, codes: IntArray, starts_s: IntArray, households: pd.DataFrame
 ) -> pd.DataFrame:
-    """Return the contract in force for each bucket: a household's row, or, where the frame has
-    `effective_s`, its version in force at the bucket's start."""
-    check_columns(households, _HOUSEHOLD_COLUMNS, "households")
+    """Return each bucket's contract: its household's version in force at the bucket's start."""
     absent = users[~pd.Index(users, dtype=object).isin(households["user_id"])]
     if absent.size:
         raise ValueError(f"households: no household for user(s) {', '.join(map(str, absent[:5]))}")
+    return contracts_at(households, users[codes], starts_s)
+
+
+def _as_versions(households: pd.DataFrame) -> pd.DataFrame:
+    """Contract versions as the engine prices them: a frame of one row per household (without
+    `effective_s`) is each household's contract from the beginning."""
+    check_columns(households, _HOUSEHOLD_COLUMNS, "households")
     if "effective_s" in households.columns:
-        return contracts_at(households, users[codes], starts_s)
-    by_user = households.set_index("user_id")
-    if not by_user.index.is_unique:
+        return households
+    if not households["user_id"].is_unique:
         raise ValueError("households: more than one row for a user_id")
-    return by_user.reindex(pd.Index(users, dtype=object)).iloc[codes].reset_index()
+    return households.assign(effective_s=BEGINNING_S)
 
 
 def power_level_at_or_above(book: TariffBook, kva: FloatArray) -> IntArray:
@@ -143,8 +147,8 @@ def price_buckets(
     """Return the buckets with their tariff period, cost, revenue and CO2 columns added.
 
     Each bucket is priced with the contract in force at its start (`households` may hold dated
-    versions, see `_contracts_for`), on the clock of its household's calendar (by default, each
-    household's `timezone` for all time).
+    versions, see `_as_versions`), on the clock of its household's calendar (by default, the one
+    its versions give).
     """
     (priced,) = price_buckets_under(buckets, [households], book, energy_prices, carbon_intensity, calendars)
     return priced
@@ -172,14 +176,10 @@ def price_buckets_under(
     codes, users = factorize_labels(buckets["user_id"])
     starts_s = buckets["bucket_start"].to_numpy(dtype=np.int64)
     bucket_users = users[codes]
+    contract_variants = [_as_versions(households) for households in contract_variants]
     first = contract_variants[0]
     if calendars is None:
-        mine = first[first["user_id"].isin(users)]
-        calendars = (
-            Calendars.of_contracts(mine)
-            if "effective_s" in mine.columns
-            else Calendars.fixed(mine.set_index("user_id")["timezone"])
-        )
+        calendars = Calendars.of_contracts(first[first["user_id"].isin(users)])
     days, minutes = calendars.local_days_and_minutes(bucket_users, starts_s)
     day_length_s = calendars.day_starts(bucket_users, days + 1) - calendars.day_starts(bucket_users, days)
     imported_kwh = buckets["energy_imported_kwh"].to_numpy(dtype=np.float64, na_value=np.nan)
