@@ -92,8 +92,9 @@ def _consumption_mean_w(columns: dict[str, Sequence[Any]]) -> list[float | None]
     """Consumption energy over the seconds the bucket's statistics span: the mean power."""
     energy = np.array(columns["consumption_kwh"], dtype=np.float64)
     span = np.array(columns["span_seconds"], dtype=np.float64)
-    mean = np.divide(energy * WATT_SECONDS_PER_KWH, span, out=np.full(span.size, np.nan), where=span > 0)
-    return [None if value != value else value for value in mean.tolist()]
+    return _nullable(
+        np.divide(energy * WATT_SECONDS_PER_KWH, span, out=np.full(span.size, np.nan), where=span > 0)
+    )
 
 
 def _consumption_max_w(columns: dict[str, Sequence[Any]]) -> list[float | None]:
@@ -102,8 +103,7 @@ def _consumption_max_w(columns: dict[str, Sequence[Any]]) -> list[float | None]:
     power sample fell in the bucket."""
     sampled = np.array(columns["power_imported_max_w"], dtype=np.float64)
     self_consumed = np.nan_to_num(np.array(columns["self_consumed_kwh"], dtype=np.float64))
-    highest = np.where(self_consumed > 0, np.nan, sampled)
-    return [None if value != value else value for value in highest.tolist()]
+    return _nullable(np.where(self_consumed > 0, np.nan, sampled))
 
 
 def _floats(values: Sequence[Any]) -> FloatArray:
@@ -112,6 +112,7 @@ def _floats(values: Sequence[Any]) -> FloatArray:
 
 
 def _nullable(values: FloatArray) -> list[float | None]:
+    """Values as JSON numbers, NaN as null."""
     return [None if value != value else value for value in values.tolist()]
 
 
@@ -405,7 +406,7 @@ def shape_records(
         covered = np.array(by_column["covered_seconds"], dtype=np.float64)
         coverage = np.round(np.minimum(covered / duration, 1.0), 4)
         extra_fields += [
-            ("coverage", [None if value != value else value for value in coverage.tolist()]),
+            ("coverage", _nullable(coverage.astype(np.float64))),
             ("reading_count", np.array(by_column["reading_count"], dtype=np.int64).tolist()),
             ("reset_detected", [bool(value) for value in by_column["reset_detected"]]),
             (
