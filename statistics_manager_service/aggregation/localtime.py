@@ -14,11 +14,23 @@ from statistics_manager_service.aggregation.granularity import SECONDS_PER_DAY
 
 # 1970-01-01 was a Thursday: shifting by 3 makes Monday weekday 0, as ISO weeks want.
 _EPOCH_WEEKDAY = 3
+# Local day number 0.
+_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 def first_of_next_month(day: dt.date) -> dt.date:
     """Return the first day of the month after `day`'s."""
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def day_number(day: dt.date) -> int:
+    """Return a date as the engine numbers local days: days since 1970-01-01."""
+    return (day - _EPOCH_DATE).days
+
+
+def date_of(day_number_: int) -> dt.date:
+    """Return the date of a local day number (days since 1970-01-01)."""
+    return _EPOCH_DATE + dt.timedelta(days=int(day_number_))
 
 
 def local_day_bounds(day: dt.date, tz: str) -> tuple[int, int]:

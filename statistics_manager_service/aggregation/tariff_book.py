@@ -15,10 +15,10 @@ import numpy as np
 import yaml
 
 from statistics_manager_service.aggregation.arrays import FloatArray, IntArray
+from statistics_manager_service.aggregation.localtime import day_number
 from statistics_manager_service.aggregation.schedules import Schedule, parse_schedule
 
 DEFAULT_ZONE_KEY = "default"
-_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def taxes_in_force(book: TariffBook, day: dt.date) -> TaxRules | None:
 
 def entry_days(entries: Sequence[PriceEntry]) -> IntArray:
     """Return each entry's valid_from as days since 1970-01-01."""
-    return np.array([(entry.valid_from - _EPOCH).days for entry in entries], dtype=np.int64)
+    return np.array([day_number(entry.valid_from) for entry in entries], dtype=np.int64)
 
 
 def entry_index(entries: Sequence[PriceEntry], days: IntArray) -> IntArray:

@@ -23,7 +23,7 @@ from statistics_manager_service.aggregation.bill import (
 )
 from statistics_manager_service.aggregation.billing import over_budget
 from statistics_manager_service.aggregation.granularity import BUCKET_SECONDS, SECONDS_PER_DAY
-from statistics_manager_service.aggregation.localtime import format_local_iso
+from statistics_manager_service.aggregation.localtime import day_number, format_local_iso
 from statistics_manager_service.aggregation.tariff_book import TariffBook, taxes_in_force
 from statistics_manager_service.exception_handling_utils.errors import BadRequest, ServiceError, UserNotFound
 from statistics_manager_service.query.bill_terms import BillRequest, BillTerms, bill_terms
@@ -37,7 +37,6 @@ from statistics_manager_service.recompute.views import (
     quarter_hours,
 )
 
-_EPOCH = dt.date(1970, 1, 1)
 _NUMBER_COLUMNS = (
     "energy_imported_kwh",
     "energy_cost_eur",
@@ -117,7 +116,7 @@ def load_bill_inputs(
         raise UserNotFound(user_id)
     billing = bill_terms(known, request, now)
     first = billing.first
-    first_day, end_day = (first - _EPOCH).days, (billing.following - _EPOCH).days
+    first_day, end_day = day_number(first), day_number(billing.following)
     users = np.array([user_id, user_id], dtype=object)
     start_s, end_s = (int(s) for s in calendars.day_starts(users, np.array([first_day, end_day])))
     now_s = int(now.timestamp())

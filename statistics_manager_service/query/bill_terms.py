@@ -20,9 +20,8 @@ from statistics_manager_service.aggregation.billing import (
     resolve_billing_terms,
 )
 from statistics_manager_service.aggregation.contracts import Calendars
+from statistics_manager_service.aggregation.localtime import date_of, day_number
 from statistics_manager_service.recompute.views import HouseholdContracts
-
-_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +67,7 @@ def bill_terms(known: HouseholdContracts, request: BillRequest, now: dt.datetime
     resolved = resolve_billing_terms(known.stored)
 
     def terms_of(months: list[tuple[int, int]]) -> list[BillingTerms]:
-        days = np.array([(dt.date(y, m, 1) - _EPOCH).days for y, m in months], dtype=np.int64)
+        days = np.array([day_number(dt.date(y, m, 1)) for y, m in months], dtype=np.int64)
         users = np.full(days.size, user_id, dtype=object)
         return billing_terms_at(resolved, users, calendars.day_starts(users, days))
 
@@ -107,4 +106,4 @@ def _source(requested: object, in_contract: object) -> TermSource:
 def _local_date(calendars: Calendars, user_id: str, now: dt.datetime) -> dt.date:
     users = np.array([user_id], dtype=object)
     days, _ = calendars.local_days_and_minutes(users, np.array([int(now.timestamp())], dtype=np.int64))
-    return _EPOCH + dt.timedelta(days=int(days[0]))
+    return date_of(int(days[0]))

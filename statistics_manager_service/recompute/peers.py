@@ -18,13 +18,12 @@ from sqlalchemy.orm import Session
 
 from statistics_manager_service.aggregation.contracts import contracts_at
 from statistics_manager_service.aggregation.granularity import LEVEL
-from statistics_manager_service.aggregation.localtime import first_of_next_month
+from statistics_manager_service.aggregation.localtime import day_number, first_of_next_month
 from statistics_manager_service.aggregation.peers import GROUP_COLUMNS, MIN_COVERAGE, has_pv, power_band
 from statistics_manager_service.recompute.inputs import household_contracts
 from statistics_manager_service.recompute.updater import StatisticsUpdater
 from statistics_manager_service.storage.tables import Household
 
-_EPOCH = dt.date(1970, 1, 1)
 # One row per household read: its group key, its consumption over the compared days and their
 # share backed by readings, and the contracted power the band comes from.
 HOUSEHOLD_COLUMNS = ("user_id", *GROUP_COLUMNS, "contracted_power_kva", "consumption_kwh", "coverage")
@@ -75,9 +74,9 @@ def household_peer_rows(
         return pd.DataFrame({name: pd.Series(dtype=object) for name in HOUSEHOLD_COLUMNS})
     contracts, calendars = household_contracts(session, by_id, statistics.default_timezone)
     users = np.array(sorted(by_id), dtype=object)
-    first_day = (days.first_day - _EPOCH).days
+    first_day = day_number(days.first_day)
     starts = calendars.day_starts(users, np.full(users.size, first_day, dtype=np.int64))
-    ends = calendars.day_starts(users, np.full(users.size, (days.last_day - _EPOCH).days + 1, dtype=np.int64))
+    ends = calendars.day_starts(users, np.full(users.size, day_number(days.last_day) + 1, dtype=np.int64))
     contract = contracts_at(contracts, users, ends - 1)
     rows = pd.DataFrame(
         {
